@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# `make setup` (run by both when needed) creates .venv with an MPI, mpi4py, h5py and the
+# Cython kernels built for this machine. It is idempotent: it reinstalls only when the
+# build inputs changed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+# MPI=mpich installs MPICH from PyPI into the venv (laptops, CI). MPI=system uses the
+# mpiexec already on PATH (a cluster's module), and builds nothing extra.
+MPI    ?= mpich
+STAMP  := $(VENV)/.installed-$(MPI)
+# Every MPI test run is bounded so that a failing rank can never hang CI.
+MPI_TEST_TIMEOUT ?= 900
+
+.PHONY: setup demo test lint bench clean help
+help:
+	@echo "make demo   - set up, then run every workload with 1 and 2 ranks into results/"
+	@echo "make test   - set up, then run the whole test suite (serial and MPI)"
+	@echo "make bench  - single-rank kernel throughput against C and memory bandwidth"
+	@echo "make setup  - create $(VENV) and install everything (idempotent)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py $(wildcard kernels/*.pyx)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip "setuptools>=77" wheel "Cython>=3.0"
+	$(PY) -m pip install -q $(if $(filter mpich,$(MPI)),mpich) mpi4py
+	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: setup
+	$(BIN)/hpc info
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
+
+test: setup
+	$(BIN)/ruff check hpc kernels tests setup.py
+	$(PY) -m pytest -ra tests
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/mpi-tests.sh 2 4
+
+bench: setup
+	$(BIN)/hpc bench
+
+lint: setup
+	$(BIN)/ruff check hpc kernels tests setup.py
+	$(BIN)/ruff format --check hpc kernels tests setup.py
+
+clean:
+	rm -rf build *.egg-info kernels/*.so kernels/*.c .pytest_cache
