@@ -1,0 +1,39 @@
+"""Compute kernels of the job suite: pure numerical code, no MPI and no I/O.
+
+Two backends provide the same functions with the same signatures:
+
+* ``numpy``: the readable reference (``kernels.numpy_backend``);
+* ``cython``: the fast one (``kernels.cython_backend``, built by ``pip install -e .``).
+
+Pick one with :func:`load_backend`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+BACKENDS = ("numpy", "cython")
+
+_MODULES = {"numpy": "kernels.numpy_backend", "cython": "kernels.cython_backend"}
+
+
+def load_backend(name: str) -> ModuleType:
+    """Return the kernel module of backend ``name`` (one of :data:`BACKENDS`).
+
+    Raises ``ValueError`` for an unknown name and ``ImportError`` when the Cython extension
+    has not been compiled.
+    """
+    if name not in _MODULES:
+        valid = ", ".join(repr(b) for b in BACKENDS)
+        raise ValueError(f"unknown kernel backend {name!r}: expected one of {valid}")
+    try:
+        return importlib.import_module(_MODULES[name])
+    except ImportError as exc:
+        # Only a missing compiled extension gets the build hint; any other import error
+        # (a broken numpy, say) is re-raised as it is.
+        if name == "cython" and exc.name == _MODULES["cython"]:
+            raise ImportError(
+                "Cython kernels are not built: run `make setup` (or pip install -e .)"
+            ) from exc
+        raise
