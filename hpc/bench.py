@@ -1,0 +1,171 @@
+"""``hpc bench``: single-rank kernel throughput, beside the machine's own yardsticks.
+
+Measured in the same run: the memory bandwidth of a STREAM-like triad (the ceiling of
+the memory-bound heat2d stencil) and, when a C compiler is present, plain C versions of
+heat2d and nbody built with -O3 -march=native (kernels/c/reference.c), so the Cython
+kernels are judged against C on this machine, not against a number from elsewhere.
+Every figure is the best of several timed calls after a warm-up call.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpc.show import format_table
+
+C_SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "c" / "reference.c"
+
+
+@dataclass
+class Figure:
+    workload: str
+    backend: str
+    size: int
+    unit: str
+    value: float
+
+
+def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up: page faults, caches, lazy initialisation
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def triad_bandwidth(kernels: Any, n: int) -> float:
+    """GB/s of a[i] = b[i] + s*c[i]: 24 bytes moved per element (no write-allocate counted)."""
+    a, b, c = np.zeros(n), np.ones(n), np.full(n, 2.0)
+    return 24 * n / best_seconds(lambda: kernels.triad(a, b, c, 3.0), 5) / 1e9
+
+
+def bench_backend(name: str, kernels: Any, quick: bool) -> list[Figure]:
+    slow = name == "numpy"
+    n_grid = 1024 if quick else 4096
+    n_bodies = 1024 if quick else 4096
+    n_points = 200_000 if quick else 1_000_000
+    n_samples = 1_000_000 if quick else (10_000_000 if slow else 100_000_000)
+    reps = 2 if slow else 5
+
+    u = np.random.default_rng(0).random((n_grid + 2, n_grid + 2))
+    v = u.copy()
+    t_heat = best_seconds(lambda: kernels.heat2d_step(u, v), reps)
+
+    rng = np.random.default_rng(1)
+    pos, mass = rng.random((3, n_bodies)), np.full(n_bodies, 1.0 / n_bodies)
+    acc = np.empty_like(pos)
+    t_nbody = best_seconds(lambda: kernels.nbody_accel(pos, pos, mass, 1e-4, acc), reps)
+
+    k, dims = 8, 4
+    points, centroids = rng.random((n_points, dims)), rng.random((k, dims))
+    labels = np.empty(n_points, dtype=np.int64)
+    t_kmeans = best_seconds(lambda: kernels.kmeans_assign(points, centroids, labels), reps)
+
+    t_pi = best_seconds(lambda: kernels.pi_count_hits(1, 0, n_samples), reps)
+    return [
+        Figure("heat2d", name, n_grid, "MLUP/s", n_grid**2 / t_heat / 1e6),
+        Figure("nbody", name, n_bodies, "Minteractions/s", n_bodies**2 / t_nbody / 1e6),
+        Figure("kmeans", name, n_points, "Mdistances/s", n_points * k / t_kmeans / 1e6),
+        Figure("pi", name, n_samples, "Msamples/s", n_samples / t_pi / 1e6),
+    ]
+
+
+def c_reference(quick: bool) -> tuple[list[Figure], str | None]:
+    """Figures of plain C on this machine, or why there are none."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return [], "no C compiler (cc) found"
+    if not C_SOURCE.exists():
+        return [], f"{C_SOURCE} is missing"
+    n = 1024 if quick else 4096
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "reference"
+        build = subprocess.run([cc, "-O3", "-march=native", "-o", str(exe), str(C_SOURCE),
+                                "-lm"], capture_output=True, text=True, check=False)
+        if build.returncode != 0:
+            return [], f"C reference did not compile: {build.stderr.strip()[:300]}"
+        figures = []
+        for workload, steps in (("heat2d", 20), ("nbody", 5)):
+            out = subprocess.run([str(exe), workload, str(n), str(steps)], capture_output=True,
+                                 text=True, check=False, timeout=600)
+            if out.returncode != 0:
+                return figures, f"C reference {workload} failed: {out.stderr.strip()[:300]}"
+            line = json.loads(out.stdout.strip().splitlines()[-1])
+            figures.append(Figure(line["workload"], "c", int(line["size"]), line["unit"],
+                                  float(line["value"])))
+    return figures, None
+
+
+def run_bench(quick: bool = False, c_reference_wanted: bool = True,
+              progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    from kernels import load_backend
+
+    figures: list[Figure] = []
+    bandwidth_kernels = load_backend("numpy")
+    for name in ("cython", "numpy"):
+        try:
+            kernels = load_backend(name)
+        except ImportError as exc:
+            progress(f"skipping {name}: {exc}")
+            continue
+        if name == "cython":
+            bandwidth_kernels = kernels
+        progress(f"benchmarking the {name} kernels ...")
+        figures += bench_backend(name, kernels, quick)
+    progress("measuring memory bandwidth (triad) ...")
+    bandwidth = triad_bandwidth(bandwidth_kernels, 2**22 if quick else 2**25)
+    reference, why_not = ([], "skipped (--no-c)")
+    if c_reference_wanted:
+        progress("compiling and running the plain C reference ...")
+        reference, why_not = c_reference(quick)
+    return {
+        "kernels": [asdict(f) for f in figures],
+        "memory_bandwidth_GBps": bandwidth,
+        "c_reference": [asdict(f) for f in reference],
+        "c_reference_note": why_not,
+    }
+
+
+def ratios_to_c(report: dict[str, Any]) -> dict[str, float]:
+    """Cython figure / C figure, for the workloads C was measured on."""
+    c = {f["workload"]: f for f in report["c_reference"]}
+    return {f["workload"]: f["value"] / c[f["workload"]]["value"]
+            for f in report["kernels"]
+            if f["backend"] == "cython" and f["workload"] in c
+            and f["size"] == c[f["workload"]]["size"]}
+
+
+def cmd_bench(as_json: bool = False, quick: bool = False, c_reference: bool = True) -> int:
+    def progress(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    report = run_bench(quick, c_reference, progress)
+    report["cython_over_c"] = ratios_to_c(report)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    ratios = report["cython_over_c"]
+    rows = [(f["workload"], f["backend"], str(f["size"]), f"{f['value']:.1f}", f["unit"],
+             f"{ratios[f['workload']]:.0%}" if f["backend"] == "cython"
+             and f["workload"] in ratios else "")
+            for f in report["kernels"] + report["c_reference"]]
+    print(format_table(rows, ("workload", "backend", "size", "value", "unit", "vs C")))
+    bw = report["memory_bandwidth_GBps"]
+    print(f"\nmemory bandwidth (triad, one core): {bw:.1f} GB/s"
+          f" -> heat2d ceiling about {bw * 1e3 / 16:.0f} MLUP/s at 16 bytes per site update")
+    if report["c_reference_note"]:
+        print(f"C reference: {report['c_reference_note']}")
+    return 0

@@ -1,0 +1,137 @@
+"""The ``hpc`` command: run workloads, show records, describe the installation, benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hpc import __version__
+from hpc.errors import UserError
+from hpc.workloads import WORKLOADS
+
+DEFAULT_OUT = Path("results/runs.h5")
+BACKENDS = ("numpy", "cython")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of ranks, got {value}")
+    return value
+
+
+def _add_run_parser(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run", help="run a workload on MPI ranks and append its record to an HDF5 file",
+        description="Run a workload. Outside an MPI job, --np N starts N local ranks with "
+        "mpiexec; inside one (mpiexec -n N hpc run ..., srun hpc run ...) it runs in place. "
+        "`hpc run NAME --help` lists a workload's own options.")
+    names = run.add_subparsers(dest="workload", metavar="WORKLOAD", required=True)
+    for cls in WORKLOADS.values():
+        p = names.add_parser(cls.name, help=cls.summary, description=cls.summary,
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        common = p.add_argument_group("run options")
+        common.add_argument("--np", type=_positive_int, metavar="P",
+                            help="number of MPI ranks to start (outside an MPI job)")
+        common.add_argument("--backend", choices=BACKENDS, default="cython",
+                            help="kernel implementation")
+        common.add_argument("--size", type=int, metavar="S",
+                            help=f"problem size: sets --{cls.size_param.replace('_', '-')}")
+        common.add_argument("--repeats", type=int, default=3, help="timed repeats")
+        common.add_argument("--warmup", type=int, default=1, help="untimed repeats first")
+        common.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                            help="HDF5 file the run record is appended to")
+        common.add_argument("--timeout", type=float, metavar="SECONDS",
+                            help="stop the job after this long (with --np)")
+        common.add_argument("--quiet", action="store_true", help="print nothing on success")
+        own = p.add_argument_group(f"{cls.name} options")
+        for param in cls.params:
+            own.add_argument(f"--{param.option}", dest=f"param_{param.name}", type=param.type,
+                             default=None, metavar=param.type.__name__.upper(),
+                             help=f"{param.help} (default: {param.default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpc", description="HPC job suite: MPI workloads with numpy and Cython kernels, "
+        "HDF5 run records, benchmarks.")
+    parser.add_argument("--version", action="version", version=f"hpc {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_run_parser(commands)
+    info = commands.add_parser("info", help="what this installation has (MPI, kernels, CUDA, "
+                               "HDF5, Slurm)")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    bench = commands.add_parser("bench", help="single-rank kernel throughput beside memory "
+                                "bandwidth and plain C")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    bench.add_argument("--no-c", dest="c_reference", action="store_false",
+                       help="skip compiling and running the plain C reference")
+    show = commands.add_parser("show", help="table of the runs in HDF5 record files")
+    show.add_argument("files", nargs="+", type=Path, metavar="FILE.h5")
+    return parser
+
+
+def _run_spec(args: argparse.Namespace):
+    from hpc.runner import RunSpec
+
+    cls = WORKLOADS[args.workload]
+    params = {k[len("param_"):]: v for k, v in vars(args).items()
+              if k.startswith("param_") and v is not None}
+    if args.size is not None:
+        named = params.get(cls.size_param)
+        if named is not None and named != args.size:
+            raise UserError(f"--size {args.size} and --{cls.size_param} {named} disagree; "
+                            "give one of them")
+        params[cls.size_param] = args.size
+    return RunSpec(workload=args.workload, backend=args.backend, params=params,
+                   repeats=args.repeats, warmup=args.warmup, out=args.out, quiet=args.quiet,
+                   np=args.np)
+
+
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from hpc.mpi_env import inside_mpi_job
+
+    spec = _run_spec(args)
+    if inside_mpi_job():
+        from hpc.runner import run_ranks
+
+        return run_ranks(spec)
+    from hpc.runner import validate
+
+    validate(spec, args.np or 1)  # fail here, before mpiexec, with one clear message
+    if args.np is None:
+        from hpc.runner import run_ranks
+
+        return run_ranks(spec)  # a single rank, in this process
+    from hpc.launch import launch_local
+
+    return launch_local(args.np, argv, timeout=args.timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, argv)
+        if args.command == "info":
+            from hpc.info import cmd_info
+
+            return cmd_info(args.json)
+        if args.command == "bench":
+            from hpc.bench import cmd_bench
+
+            return cmd_bench(as_json=args.json, quick=args.quick, c_reference=args.c_reference)
+        if args.command == "show":
+            from hpc.show import cmd_show
+
+            return cmd_show(args.files)
+    except UserError as exc:
+        print(f"hpc: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 2

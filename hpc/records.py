@@ -1,0 +1,231 @@
+"""HDF5 run records: one self-describing group per run, appended without risk to earlier runs.
+
+The layout is documented in docs/SCHEMA.md and versioned by ``SCHEMA_VERSION``.
+
+Appending never writes into the existing file: the file is copied, the run is written
+into the copy, the copy is flushed to disk and atomically renamed over the original.
+A process killed at any moment leaves either the old file or the new one, never a
+half-written one. Writers in the same folder are serialised by a lock on the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from hpc.errors import UserError
+
+SCHEMA_VERSION = "1.0"
+FORMAT_NAME = "hpc-suite run records"
+
+
+@dataclass
+class RunRecord:
+    """Everything written about one run."""
+
+    workload: str
+    backend: str
+    ranks: int
+    nodes: int
+    size: int
+    size_parameter: str
+    parameters: dict[str, Any]
+    repeats: int
+    warmup: int
+    start_utc: str
+    end_utc: str
+    status: str  # "ok" | "verification_failed"
+    verified: bool
+    verification_method: str
+    verification_detail: str
+    phases: list[str]
+    timings: np.ndarray  # [repeat, rank, phase], seconds
+    result: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
+
+
+def check_output_path(path: str | os.PathLike[str]) -> Path:
+    """Fail early, before any work, if ``path`` cannot take a run record."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--out {path} is a directory; give a file name such as {path}/runs.h5")
+    if path.exists():
+        if not h5py.is_hdf5(path):
+            raise UserError(f"--out {path} exists and is not an HDF5 file; it was left "
+                            "untouched: choose another file name")
+        if not os.access(path, os.W_OK):
+            raise UserError(f"--out {path} is not writable")
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {path}: cannot create files in {existing}")
+    return path
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete copies left by writers on this host that were killed mid-write."""
+    host = socket.gethostname()
+    for tmp in path.parent.glob(f".{path.name}.{host}.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def append_run(path: str | os.PathLike[str], record: RunRecord) -> str:
+    """Append ``record`` to the HDF5 file at ``path`` (created if needed); returns its group."""
+    path = check_output_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(path.parent):
+        _remove_stale_temporaries(path)
+        tmp = _temporary_name(path)
+        try:
+            if path.exists():
+                shutil.copyfile(path, tmp)
+                shutil.copymode(path, tmp)
+            with h5py.File(tmp, "a") as f:
+                _init_file(f)
+                runs = f.require_group("runs")
+                name = f"runs/{len(runs) + 1:06d}"
+                _write_run(f.create_group(name), record)
+            _fsync(tmp)
+            os.replace(tmp, path)
+            _fsync(path.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return name
+
+
+def _init_file(f: h5py.File) -> None:
+    if "schema_version" not in f.attrs:
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["format"] = FORMAT_NAME
+
+
+def _write_attrs(group: h5py.Group, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict):
+            _write_attrs(group.require_group(key), value)
+        elif isinstance(value, (list, tuple)) and value and isinstance(value[0], str):
+            group.create_dataset(key, data=np.array(value, dtype=h5py.string_dtype()))
+        elif isinstance(value, (np.ndarray, list, tuple)):
+            group.create_dataset(key, data=np.asarray(value))
+        elif isinstance(value, (bool, np.bool_)):
+            group.attrs[key] = bool(value)
+        else:
+            group.attrs[key] = value
+
+
+def _write_run(group: h5py.Group, r: RunRecord) -> None:
+    group.attrs.update({
+        "schema_version": SCHEMA_VERSION,
+        "run_id": r.run_id,
+        "workload": r.workload,
+        "backend": r.backend,
+        "ranks": r.ranks,
+        "nodes": r.nodes,
+        "size": r.size,
+        "size_parameter": r.size_parameter,
+        "parameters": json.dumps(r.parameters, sort_keys=True),
+        "repeats": r.repeats,
+        "warmup": r.warmup,
+        "start_utc": r.start_utc,
+        "end_utc": r.end_utc,
+        "status": r.status,
+        "verified": bool(r.verified),
+        "verification_method": r.verification_method,
+        "verification_detail": r.verification_detail,
+    })
+    timings = group.create_dataset("timings", data=np.asarray(r.timings, dtype=np.float64))
+    timings.attrs["phases"] = np.array(r.phases, dtype=h5py.string_dtype())
+    timings.attrs["dimensions"] = np.array(["repeat", "rank", "phase"],
+                                           dtype=h5py.string_dtype())
+    timings.attrs["units"] = "s"
+    _write_attrs(group.create_group("result"), r.result)
+    _write_attrs(group.create_group("provenance"), r.provenance)
+
+
+def _read_group(group: h5py.Group) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in group.attrs.items():
+        out[key] = value.decode() if isinstance(value, bytes) else _plain(value)
+    for key, item in group.items():
+        if isinstance(item, h5py.Group):
+            out[key] = _read_group(item)
+        elif item.dtype.kind == "O":
+            out[key] = [v.decode() if isinstance(v, bytes) else v for v in item[()]]
+        else:
+            out[key] = item[()]
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        return [v.decode() if isinstance(v, bytes) else v for v in value]
+    return value
+
+
+def read_runs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every run in the file, oldest first, as plain dicts (``parameters`` decoded)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if not h5py.is_hdf5(path):
+        raise UserError(f"{path} is not an HDF5 file")
+    with h5py.File(path, "r") as f:
+        if "runs" not in f:
+            return []
+        runs = []
+        for name in sorted(f["runs"]):
+            group = f["runs"][name]
+            run = _read_group(group)
+            run["group"] = group.name
+            run["parameters"] = json.loads(run["parameters"])
+            run["phases"] = _plain(group["timings"].attrs["phases"])
+            runs.append(run)
+        return runs

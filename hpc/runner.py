@@ -1,0 +1,167 @@
+"""The rank side of ``hpc run``: set up, time, gather, verify and record one run.
+
+Runs in place on every rank of an MPI job (started by ``hpc run --np``, by mpiexec or by
+srun). Any exception on any rank ends the whole job through MPI_Abort, with the rank
+and host named, so that a failing rank never leaves the others waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpc import provenance
+from hpc.errors import UserError
+from hpc.records import RunRecord, append_run, check_output_path
+from hpc.timing import PhaseTimer
+from hpc.workloads import get_workload
+
+# Test hook: the rank named here raises in its first timed repeat, after its
+# neighbours have entered communication: the real failure a hang would come from.
+FAIL_RANK_ENV = "HPC_FAIL_RANK"
+
+
+@dataclass
+class RunSpec:
+    workload: str
+    backend: str
+    params: dict[str, Any]
+    repeats: int = 3
+    warmup: int = 1
+    out: Path | None = None
+    quiet: bool = False
+    np: int | None = None  # ranks asked for; inside a job it must match the job's
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def load_kernels(backend: str) -> Any:
+    from kernels import load_backend
+
+    try:
+        return load_backend(backend)
+    except (ImportError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def validate(spec: RunSpec, nranks: int) -> dict[str, Any]:
+    """Everything that can be checked before MPI starts; returns the resolved parameters."""
+    if nranks < 1:
+        raise UserError(f"--np must be a positive number of ranks, got {nranks}")
+    if spec.repeats < 1:
+        raise UserError(f"--repeats must be at least 1, got {spec.repeats}")
+    if spec.warmup < 0:
+        raise UserError(f"--warmup must be 0 or more, got {spec.warmup}")
+    params = get_workload(spec.workload).resolve_params(spec.params, nranks)
+    load_kernels(spec.backend)
+    if spec.out is not None:
+        check_output_path(spec.out)
+    return params
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _check_srun_wiring(comm: Any) -> None:
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS")
+    if tasks and tasks.isdigit() and int(tasks) > 1 and comm.size == 1:
+        raise UserError(f"srun started {tasks} tasks but MPI sees one rank each: the MPI "
+                        "library does not speak srun's PMI; try `srun --mpi=pmix`")
+
+
+def run_ranks(spec: RunSpec) -> int:
+    """Entry point on every rank; returns the exit code. Aborts the job on any error."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    try:
+        return _run(spec, comm)
+    except BaseException as exc:  # noqa: BLE001 - any failure must end every rank
+        code = getattr(exc, "exit_code", 1)
+        where = f"[rank {comm.rank}@{MPI.Get_processor_name()}]"
+        if isinstance(exc, UserError):
+            _say(f"hpc: error: {exc} {where}")
+        elif isinstance(exc, KeyboardInterrupt):
+            code = 130
+            _say(f"hpc: interrupted {where}")
+        else:
+            _say(f"hpc: rank failed {where}:\n{traceback.format_exc()}")
+        comm.Abort(code)
+        return code  # not reached
+
+
+def _run(spec: RunSpec, comm: Any) -> int:
+    from mpi4py import MPI
+
+    _check_srun_wiring(comm)
+    if spec.np is not None and spec.np != comm.size:
+        raise UserError(f"--np {spec.np} asked for, but this MPI job has {comm.size} ranks; "
+                        "inside mpiexec or srun leave out --np")
+    cls = get_workload(spec.workload)
+    params = validate(spec, comm.size)
+    workload = cls(comm, params, load_kernels(spec.backend), spec.backend)
+    start = utc_now()
+    workload.setup()
+
+    timer = PhaseTimer(cls.phases, clock=MPI.Wtime)
+    for _ in range(spec.warmup):
+        workload.reset()
+        workload.execute(timer)
+    fail_rank = os.environ.get(FAIL_RANK_ENV)
+    local = np.zeros((spec.repeats, 1 + len(cls.phases)))
+    for r in range(spec.repeats):
+        workload.reset()
+        timer.reset()
+        comm.Barrier()
+        t0 = MPI.Wtime()
+        if fail_rank == str(comm.rank):
+            raise RuntimeError(f"injected failure ({FAIL_RANK_ENV}={fail_rank})")
+        workload.execute(timer)
+        local[r, 0] = MPI.Wtime() - t0
+        local[r, 1:] = timer.seconds
+        if comm.rank == 0 and not spec.quiet and spec.repeats > 1:
+            _say(f"  repeat {r + 1}/{spec.repeats}: {local[r, 0]:.4f} s")
+
+    gathered = comm.gather(local, root=0)
+    result = workload.collect()
+    prov = provenance.collect(comm)
+    code = 0
+    if comm.rank == 0:
+        verification = workload.verify(result)
+        timings = np.stack(gathered, axis=1)  # [repeat, rank, phase]
+        record = RunRecord(
+            workload=cls.name, backend=spec.backend, ranks=comm.size,
+            nodes=len(set(prov["hostnames"])), size=params[cls.size_param],
+            size_parameter=cls.size_param, parameters=params, repeats=spec.repeats,
+            warmup=spec.warmup, start_utc=start, end_utc=utc_now(),
+            status="ok" if verification.ok else "verification_failed",
+            verified=verification.ok, verification_method=verification.method,
+            verification_detail=verification.detail, phases=["total", *cls.phases],
+            timings=timings, result=result, provenance=prov, run_id=uuid.uuid4().hex,
+        )
+        group = append_run(spec.out, record) if spec.out is not None else None
+        if not spec.quiet:
+            print(summary_line(record, spec.out, group), flush=True)
+        if not verification.ok:
+            _say(f"hpc: verification FAILED: {verification.method}: {verification.detail}")
+            code = 3
+    return comm.bcast(code, root=0)
+
+
+def summary_line(r: RunRecord, out: Path | None, group: str | None) -> str:
+    total = r.timings[:, :, 0].max(axis=1)  # a repeat lasts as long as its slowest rank
+    where = f" -> {out}:{group}" if out is not None else ""
+    return (f"{r.workload} [{r.backend}] ranks={r.ranks} {r.size_parameter}={r.size}: "
+            f"best {total.min():.4f} s, median {np.median(total):.4f} s over {r.repeats}; "
+            f"verified={'yes' if r.verified else 'NO'} ({r.verification_detail}){where}")

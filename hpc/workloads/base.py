@@ -1,0 +1,129 @@
+"""What every workload declares and implements.
+
+A workload is an MPI program split into steps the runner times:
+
+    setup()        once, untimed: build data, communicators, buffers
+    reset()        before every repeat, untimed: back to the initial state
+    execute(timer) timed: the work; phases are timed inside with ``timer.phase(name)``
+    collect()      collective, untimed: the result on rank 0 (None elsewhere)
+    verify(result) rank 0, untimed: check against a serial reference or an invariant
+
+and declares its parameters, its size parameter and how its work grows with size, so
+that a weak-scaling study can keep the work per rank constant.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from hpc.errors import UserError
+from hpc.timing import PhaseTimer
+
+
+@dataclass(frozen=True)
+class Param:
+    """One workload parameter, also a ``hpc run NAME --<name>`` option."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def check(self, value: Any) -> None:
+        if self.minimum is not None and value < self.minimum:
+            raise UserError(f"--{self.option} must be >= {self.minimum:g}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise UserError(f"--{self.option} must be <= {self.maximum:g}, got {value}")
+
+    @property
+    def option(self) -> str:
+        return self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Outcome of checking a run's result; ``method`` says against what."""
+
+    ok: bool
+    method: str
+    detail: str
+
+
+class Workload(ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    params: ClassVar[tuple[Param, ...]]
+    size_param: ClassVar[str]
+    # Work grows as size ** work_exponent (heat2d: n*n grid -> 2); weak scaling uses it.
+    work_exponent: ClassVar[float]
+    phases: ClassVar[tuple[str, ...]] = ("compute", "communication")
+
+    def __init__(self, comm: Any, params: dict[str, Any], kernels: Any, backend: str):
+        self.comm = comm
+        self.params = params
+        self.kernels = kernels
+        self.backend = backend
+
+    # -- declarations -------------------------------------------------------------------
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {p.name: p.default for p in cls.params}
+
+    @classmethod
+    def resolve_params(cls, given: dict[str, Any], nranks: int) -> dict[str, Any]:
+        """Defaults overlaid with ``given``, range-checked and checked against ``nranks``."""
+        unknown = sorted(set(given) - {p.name for p in cls.params})
+        if unknown:
+            valid = ", ".join(p.name for p in cls.params)
+            raise UserError(f"unknown parameter(s) for {cls.name}: {', '.join(unknown)}; "
+                            f"valid: {valid}")
+        params = cls.defaults() | {k: v for k, v in given.items() if v is not None}
+        for p in cls.params:
+            params[p.name] = p.type(params[p.name])
+            p.check(params[p.name])
+        cls.check_decomposition(params, nranks)
+        return params
+
+    @classmethod
+    def check_decomposition(cls, params: dict[str, Any], nranks: int) -> None:
+        """Raise UserError when ``params`` cannot be spread over ``nranks`` ranks."""
+        size = params[cls.size_param]
+        if size < nranks:
+            raise UserError(
+                f"{cls.name}: --{cls.size_param.replace('_', '-')} {size} is too small for "
+                f"{nranks} ranks (each rank needs at least one); use at least {nranks}"
+            )
+
+    @classmethod
+    def work(cls, params: dict[str, Any]) -> float:
+        """Relative amount of work (arbitrary units, proportional to run time on one rank)."""
+        return float(params[cls.size_param]) ** cls.work_exponent
+
+    @classmethod
+    def weak_scaled_size(cls, base_size: int, factor: float) -> int:
+        """The size whose work is ``factor`` times that of ``base_size``."""
+        return max(1, round(base_size * factor ** (1.0 / cls.work_exponent)))
+
+    # -- the run ------------------------------------------------------------------------
+    def setup(self) -> None:  # noqa: B027 - optional hook
+        """Untimed, once."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Untimed, before every repeat: return to the initial state."""
+
+    @abstractmethod
+    def execute(self, timer: PhaseTimer) -> None:
+        """The timed work of one repeat."""
+
+    @abstractmethod
+    def collect(self) -> dict[str, Any] | None:
+        """Collective: the result (scalars and arrays) on rank 0, None on other ranks."""
+
+    @abstractmethod
+    def verify(self, result: dict[str, Any]) -> Verification:
+        """Rank 0 only: check the result."""
