@@ -1,0 +1,76 @@
+"""Pure-Python parts: decompositions, parameters, work models, timers, environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from hpc.errors import UserError
+from hpc.mpi_env import inside_mpi_job
+from hpc.provenance import relevant_environment
+from hpc.timing import PhaseTimer
+from hpc.workloads import WORKLOADS, get_workload
+from hpc.workloads.decomp import balanced_dims, block_counts, block_range
+
+
+@pytest.mark.parametrize("n, parts", [(10, 3), (7, 7), (5, 1), (100, 8), (3, 4)])
+def test_block_ranges_tile_without_gaps(n, parts):
+    ranges = [block_range(n, parts, i) for i in range(parts)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    sizes = [hi - lo for lo, hi in ranges]
+    assert max(sizes) - min(sizes) <= 1
+    assert list(block_counts(n, parts)) == sizes
+
+
+@pytest.mark.parametrize("p, dims", [(1, (1, 1)), (2, (2, 1)), (4, (2, 2)), (6, (3, 2)),
+                                     (7, (7, 1)), (12, (4, 3)), (16, (4, 4))])
+def test_balanced_dims(p, dims):
+    assert balanced_dims(p) == dims
+
+
+def test_unknown_workload_names_the_valid_ones():
+    with pytest.raises(UserError, match="valid: pi, heat2d, nbody, kmeans, amdahl"):
+        get_workload("nope")
+
+
+def test_resolve_params_fills_defaults_and_rejects_unknown():
+    heat = WORKLOADS["heat2d"]
+    assert heat.resolve_params({"n": 64}, 2) == {"n": 64, "steps": 200, "residual_every": 10}
+    with pytest.raises(UserError, match="unknown parameter.*stepz.*valid: n, steps"):
+        heat.resolve_params({"stepz": 3}, 1)
+
+
+@pytest.mark.parametrize("name", sorted(WORKLOADS))
+def test_weak_scaling_keeps_work_per_rank(name):
+    cls = WORKLOADS[name]
+    params = cls.defaults()
+    base = cls.work(params)
+    for ranks in (2, 4, 8):
+        grown = dict(params, **{cls.size_param: cls.weak_scaled_size(params[cls.size_param],
+                                                                     ranks)})
+        assert cls.work(grown) / ranks == pytest.approx(base, rel=0.01)
+
+
+def test_phase_timer_accumulates():
+    ticks = iter([0.0, 1.0, 5.0, 7.5])
+    timer = PhaseTimer(["compute", "communication"], clock=lambda: next(ticks))
+    with timer.phase("compute"):
+        pass
+    with timer.phase("compute"):
+        pass
+    assert list(timer.seconds) == [3.5, 0.0]
+    timer.reset()
+    assert list(timer.seconds) == [0.0, 0.0]
+
+
+def test_inside_mpi_job_detection():
+    assert not inside_mpi_job({"PATH": "/bin", "SLURM_JOB_ID": "3"})
+    assert inside_mpi_job({"PMI_RANK": "0"})
+    assert inside_mpi_job({"OMPI_COMM_WORLD_SIZE": "2"})
+    assert inside_mpi_job({"PMIX_RANK": "1"})
+
+
+def test_relevant_environment_keeps_only_known_prefixes():
+    env = {"SLURM_JOB_ID": "1", "OMP_NUM_THREADS": "2", "AWS_SECRET_ACCESS_KEY": "x",
+           "HOME": "/root"}
+    assert relevant_environment(env) == {"OMP_NUM_THREADS": "2", "SLURM_JOB_ID": "1"}
