@@ -9,9 +9,9 @@ from pathlib import Path
 from hpc import __version__
 from hpc.errors import UserError
 from hpc.workloads import WORKLOADS
+from kernels import BACKENDS
 
 DEFAULT_OUT = Path("results/runs.h5")
-BACKENDS = ("numpy", "cython")
 
 
 def _positive_int(text: str) -> int:
