@@ -24,6 +24,9 @@ help:
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml setup.py $(wildcard kernels/*.pyx)
+	@echo "Setting up $(VENV) (MPI=$(MPI)); the first time takes about a minute"
+	@$(PYTHON) -c "import venv, ensurepip" 2>/dev/null || { echo "error: $(PYTHON) cannot \
+	create virtual environments; on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip "setuptools>=77" wheel "Cython>=3.0"
 	$(PY) -m pip install -q $(if $(filter mpich,$(MPI)),mpich) mpi4py

@@ -28,6 +28,7 @@ def mpi_info() -> dict[str, Any]:
 
     from hpc.errors import UserError
     from hpc.mpi_env import find_mpiexec, inside_mpi_job, mpiexec_flavor
+    from hpc.provenance import mpi_library_version
 
     try:
         mpiexec: str | None = find_mpiexec()
@@ -36,7 +37,7 @@ def mpi_info() -> dict[str, Any]:
     else:
         flavor = mpiexec_flavor(mpiexec)
     return {
-        "library": MPI.Get_library_version().strip().splitlines()[0],
+        "library": mpi_library_version().splitlines()[0],
         "standard": "{}.{}".format(*MPI.Get_version()),
         "mpi4py": mpi4py.__version__,
         "mpiexec": mpiexec,

@@ -64,6 +64,14 @@ def relevant_environment(environ: dict[str, str] | None = None) -> dict[str, str
             if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
 
 
+def mpi_library_version() -> str:
+    """MPI_Get_library_version(), cleaned: Open MPI pads it with NUL bytes, which HDF5
+    strings cannot hold. Callable before MPI_Init."""
+    from mpi4py import MPI
+
+    return MPI.Get_library_version().replace("\x00", "").strip()
+
+
 def collect(comm: Any) -> dict[str, Any]:
     """Collective: provenance of this run on rank 0 (an empty dict elsewhere)."""
     from mpi4py import MPI
@@ -73,9 +81,11 @@ def collect(comm: Any) -> dict[str, Any]:
         return {}
     info: dict[str, Any] = {
         "hostnames": hostnames,
-        "mpi_library_version": MPI.Get_library_version().strip(),
+        "mpi_library_version": mpi_library_version(),
         "mpi_standard_version": "{}.{}".format(*MPI.Get_version()),
-        "command_line": os.environ.get("HPC_LAUNCH_COMMAND") or shlex.join(sys.argv),
+        # What the user typed: set by the launcher; else this process's own arguments.
+        "command_line": (os.environ.get("HPC_LAUNCH_COMMAND")
+                         or shlex.join(["hpc", *sys.argv[1:]])),
         "rank_command_line": shlex.join([sys.executable, *sys.argv]),
         "working_directory": os.getcwd(),
         "platform": platform.platform(),

@@ -155,6 +155,8 @@ def _write_attrs(group: h5py.Group, values: dict[str, Any]) -> None:
             group.create_dataset(key, data=np.asarray(value))
         elif isinstance(value, (bool, np.bool_)):
             group.attrs[key] = bool(value)
+        elif isinstance(value, str):
+            group.attrs[key] = value.replace("\x00", "")  # HDF5 strings end at NUL
         else:
             group.attrs[key] = value
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from hpc.mpi_env import find_mpiexec
+from hpc.mpi_env import mpiexec_command
 from tests.conftest import run_hpc
 
 
@@ -116,10 +116,10 @@ def test_failing_rank_keeps_earlier_runs(tmp_path):
 
 def test_np_inside_a_job_must_match(tmp_path):
     """`mpiexec -n 2 hpc run --np 3` is a contradiction and says so."""
-    proc = subprocess.run(
-        [find_mpiexec(), "-n", "2", sys.executable, "-m", "hpc", "run", "pi", "--np", "3",
-         "--size", "100", "--out", str(tmp_path / "r.h5")],
-        capture_output=True, text=True, timeout=60, check=False)
+    argv, env = mpiexec_command(2, [sys.executable, "-m", "hpc", "run", "pi", "--np", "3",
+                                    "--size", "100", "--out", str(tmp_path / "r.h5")])
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
     assert proc.returncode != 0
     assert "--np 3 asked for, but this MPI job has 2 ranks" in proc.stderr
 

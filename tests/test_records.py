@@ -117,3 +117,10 @@ def test_kill_during_append_keeps_earlier_runs(tmp_path):
     append_run(path, make_record(run_id="third"))
     assert [r["run_id"] for r in read_runs(path)] == ["first", "second", "third"]
     assert not list(tmp_path.glob(".r.h5.*.tmp"))
+
+
+def test_strings_with_nul_bytes_are_stored(tmp_path):
+    """Open MPI pads its library version string with NUL bytes; HDF5 strings cannot hold them."""
+    path = tmp_path / "r.h5"
+    append_run(path, make_record(provenance={"mpi_library_version": "Open MPI v4.1.4\x00"}))
+    assert read_runs(path)[0]["provenance"]["mpi_library_version"] == "Open MPI v4.1.4"

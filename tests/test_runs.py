@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
+from hpc.mpi_env import mpiexec_command
 from hpc.records import SCHEMA_VERSION, read_runs
 from tests.conftest import assert_ok, run_hpc
 
@@ -78,12 +79,11 @@ def test_mpiexec_runs_hpc_in_place(tmp_path):
     """`mpiexec -n 2 hpc run heat2d` (the console script, no --np) writes a valid record."""
     hpc_script = shutil.which("hpc", path=str(Path(sys.executable).parent))
     assert hpc_script, "the hpc console script is not installed beside this Python"
-    from hpc.mpi_env import find_mpiexec
-
     out = tmp_path / "r.h5"
-    proc = subprocess.run([find_mpiexec(), "-n", "2", hpc_script, "run", "heat2d", "--size", "40",
-                           "--steps", "10", "--repeats", "1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    argv, env = mpiexec_command(2, [hpc_script, "run", "heat2d", "--size", "40", "--steps", "10",
+                                    "--repeats", "1", "--out", str(out)])
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
     assert_ok(proc)
     run = read_runs(out)[0]
     assert run["ranks"] == 2 and run["verified"]
@@ -165,3 +165,12 @@ def test_show_prints_a_table(heat_record):
     proc = run_hpc("show", str(path))
     assert_ok(proc)
     assert "heat2d" in proc.stdout and "n=48" in proc.stdout and "yes" in proc.stdout
+
+
+def test_without_np_runs_one_rank_in_this_process(tmp_path):
+    out = tmp_path / "r.h5"
+    assert_ok(run_hpc("run", "kmeans", "--points", "3000", "--k", "3", "--iterations", "3",
+                      "--repeats", "1", "--out", str(out)))
+    (run,) = read_runs(out)
+    assert run["ranks"] == 1 and run["verified"]
+    assert run["provenance"]["command_line"].startswith("hpc run kmeans --points 3000")
