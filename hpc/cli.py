@@ -32,19 +32,22 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
         "`hpc run NAME --help` lists a workload's own options.")
     names = run.add_subparsers(dest="workload", metavar="WORKLOAD", required=True)
     for cls in WORKLOADS.values():
-        p = names.add_parser(cls.name, help=cls.summary, description=cls.summary,
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = names.add_parser(cls.name, help=cls.summary, description=cls.summary)
         common = p.add_argument_group("run options")
         common.add_argument("--np", type=_positive_int, metavar="P",
-                            help="number of MPI ranks to start (outside an MPI job)")
+                            help="number of MPI ranks to start with mpiexec (outside an MPI "
+                            "job; inside one, the job's ranks are used); default: 1 rank")
         common.add_argument("--backend", choices=BACKENDS, default="cython",
-                            help="kernel implementation")
+                            help="kernel implementation (default: %(default)s)")
         common.add_argument("--size", type=int, metavar="S",
                             help=f"problem size: sets --{cls.size_param.replace('_', '-')}")
-        common.add_argument("--repeats", type=int, default=3, help="timed repeats")
-        common.add_argument("--warmup", type=int, default=1, help="untimed repeats first")
-        common.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                            help="HDF5 file the run record is appended to")
+        common.add_argument("--repeats", type=int, default=3,
+                            help="timed repeats (default: %(default)s)")
+        common.add_argument("--warmup", type=int, default=1,
+                            help="untimed repeats before them (default: %(default)s)")
+        common.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="FILE.h5",
+                            help="HDF5 file the run record is appended to "
+                            "(default: %(default)s)")
         common.add_argument("--timeout", type=float, metavar="SECONDS",
                             help="stop the job after this long (with --np)")
         common.add_argument("--quiet", action="store_true", help="print nothing on success")

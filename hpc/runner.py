@@ -80,13 +80,41 @@ def _check_srun_wiring(comm: Any) -> None:
                         "library does not speak srun's PMI; try `srun --mpi=pmix`")
 
 
+def _validate_together(spec: RunSpec, comm: Any) -> dict[str, Any] | None:
+    """Validate on every rank and agree on the outcome; None when any rank refused.
+
+    Validation comes before any other communication, so all ranks reach the allgather:
+    the job can stop with one message and exit code 2 instead of an MPI_Abort per rank.
+    """
+    try:
+        _check_srun_wiring(comm)
+        if spec.np is not None and spec.np != comm.size:
+            raise UserError(f"--np {spec.np} asked for, but this MPI job has {comm.size} "
+                            "ranks; inside mpiexec or srun leave out --np")
+        params, error = validate(spec, comm.size), None
+    except UserError as exc:
+        params, error = None, str(exc)
+    errors = comm.allgather(error)
+    if not any(errors):
+        return params
+    if comm.rank == 0:
+        for message in dict.fromkeys(e for e in errors if e):
+            ranks = [str(r) for r, e in enumerate(errors) if e == message]
+            where = "every rank" if len(ranks) == comm.size else f"rank(s) {', '.join(ranks)}"
+            _say(f"hpc: error: {message} ({where})")
+    return None
+
+
 def run_ranks(spec: RunSpec) -> int:
     """Entry point on every rank; returns the exit code. Aborts the job on any error."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     try:
-        return _run(spec, comm)
+        params = _validate_together(spec, comm)
+        if params is None:
+            return UserError.exit_code
+        return _run(spec, params, comm)
     except BaseException as exc:  # noqa: BLE001 - any failure must end every rank
         code = getattr(exc, "exit_code", 1)
         where = f"[rank {comm.rank}@{MPI.Get_processor_name()}]"
@@ -101,15 +129,10 @@ def run_ranks(spec: RunSpec) -> int:
         return code  # not reached
 
 
-def _run(spec: RunSpec, comm: Any) -> int:
+def _run(spec: RunSpec, params: dict[str, Any], comm: Any) -> int:
     from mpi4py import MPI
 
-    _check_srun_wiring(comm)
-    if spec.np is not None and spec.np != comm.size:
-        raise UserError(f"--np {spec.np} asked for, but this MPI job has {comm.size} ranks; "
-                        "inside mpiexec or srun leave out --np")
     cls = get_workload(spec.workload)
-    params = validate(spec, comm.size)
     workload = cls(comm, params, load_kernels(spec.backend), spec.backend)
     start = utc_now()
     workload.setup()

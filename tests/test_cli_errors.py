@@ -120,8 +120,19 @@ def test_np_inside_a_job_must_match(tmp_path):
                                     "--size", "100", "--out", str(tmp_path / "r.h5")])
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
                           check=False)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "--np 3 asked for, but this MPI job has 2 ranks" in proc.stderr
+    # The ranks agree before failing: one message, an orderly exit, no MPI_Abort.
+    assert proc.stderr.count("hpc: error:") == 1 and "Abort" not in proc.stderr
+
+
+def test_bad_size_inside_a_job_stops_every_rank_with_one_message(tmp_path):
+    argv, env = mpiexec_command(4, [sys.executable, "-m", "hpc", "run", "heat2d", "--size", "1",
+                                    "--out", str(tmp_path / "r.h5")])
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert_clean_error(proc, "too small for 4 ranks", "(every rank)")
+    assert proc.stderr.count("hpc: error:") == 1 and "Abort" not in proc.stderr
 
 
 def test_timeout_stops_the_job(tmp_path):
