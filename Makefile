@@ -40,7 +40,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check hpc kernels tests setup.py
-	$(PY) -m pytest -ra tests
+	$(PY) -m pytest -ra tests --ignore=tests/mpi
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/mpi-tests.sh 2 4
 
 bench: setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,3 +125,18 @@ def test_strings_with_nul_bytes_are_stored(tmp_path):
     path = tmp_path / "r.h5"
     append_run(path, make_record(provenance={"mpi_library_version": "Open MPI v4.1.4\x00"}))
     assert read_runs(path)[0]["provenance"]["mpi_library_version"] == "Open MPI v4.1.4"
+
+
+@pytest.mark.skipif(shutil.which("h5dump") is None,
+                    reason="h5dump not installed (Debian: apt-get install hdf5-tools)")
+def test_h5dump_reads_a_record(tmp_path):
+    """The records are plain HDF5: the HDF5 command-line tools read them (1.10 and later)."""
+    path = tmp_path / "r.h5"
+    append_run(path, make_record())
+    out = subprocess.run(["h5dump", "-a", "/runs/000001/workload", str(path)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert '"heat2d"' in out.stdout
+    out = subprocess.run(["h5dump", "-d", "/runs/000001/timings", str(path)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0 and "( 2, 2, 3 )" in out.stdout, out.stdout
