@@ -67,8 +67,8 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
                             "untouched: choose another file name")
         if not os.access(path, os.W_OK):
             raise UserError(f"--out {path} is not writable")
-    parent = path.parent if str(path.parent) else Path(".")
-    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    # The nearest folder that exists must let us create what is missing below it.
+    existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"--out {path}: cannot create files in {existing}")
     return path
