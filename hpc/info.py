@@ -60,8 +60,7 @@ def kernels_info() -> dict[str, Any]:
 
 
 def cuda_info() -> dict[str, Any]:
-    nvcc = shutil.which("nvcc")
-    info: dict[str, Any] = {"nvcc": _first_line([nvcc, "--version"]) and nvcc if nvcc else None}
+    info: dict[str, Any] = {"nvcc": shutil.which("nvcc")}
     smi = shutil.which("nvidia-smi")
     devices = _first_line([smi, "-L"]) if smi else None
     try:
