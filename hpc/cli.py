@@ -56,6 +56,7 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
             own.add_argument(f"--{param.option}", dest=f"param_{param.name}", type=param.type,
                              default=None, metavar=param.type.__name__.upper(),
                              help=f"{param.help} (default: {param.default})")
+        p.set_defaults(handler=cmd_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,18 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         "HDF5 run records, benchmarks.")
     parser.add_argument("--version", action="version", version=f"hpc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_run_parser(commands)
-    info = commands.add_parser("info", help="what this installation has (MPI, kernels, CUDA, "
-                               "HDF5, Slurm)")
-    info.add_argument("--json", action="store_true", help="print one JSON object")
-    bench = commands.add_parser("bench", help="single-rank kernel throughput beside memory "
-                                "bandwidth and plain C")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
-    bench.add_argument("--no-c", dest="c_reference", action="store_false",
-                       help="skip compiling and running the plain C reference")
-    show = commands.add_parser("show", help="table of the runs in HDF5 record files")
-    show.add_argument("files", nargs="+", type=Path, metavar="FILE.h5")
+    for add_parsers in PARSER_BUILDERS:
+        add_parsers(commands)
     return parser
 
 
@@ -116,25 +107,51 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     return launch_local(args.np, argv, timeout=args.timeout)
 
 
+def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
+    info = commands.add_parser("info", help="what this installation has (MPI, kernels, CUDA, "
+                               "HDF5, Slurm)")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(handler=_cmd_info)
+    bench = commands.add_parser("bench", help="single-rank kernel throughput beside memory "
+                                "bandwidth and plain C")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    bench.add_argument("--no-c", dest="c_reference", action="store_false",
+                       help="skip compiling and running the plain C reference")
+    bench.set_defaults(handler=_cmd_bench)
+    show = commands.add_parser("show", help="table of the runs in HDF5 record files")
+    show.add_argument("files", nargs="+", type=Path, metavar="FILE.h5")
+    show.set_defaults(handler=_cmd_show)
+
+
+def _cmd_info(args: argparse.Namespace, argv: list[str]) -> int:
+    from hpc.info import cmd_info
+
+    return cmd_info(args.json)
+
+
+def _cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
+    from hpc.bench import cmd_bench
+
+    return cmd_bench(as_json=args.json, quick=args.quick, c_reference=args.c_reference)
+
+
+def _cmd_show(args: argparse.Namespace, argv: list[str]) -> int:
+    from hpc.show import cmd_show
+
+    return cmd_show(args.files)
+
+
+# Each entry adds its subcommands to the parser and sets `handler` (args, argv) -> exit code.
+# Feature modules register here with one line, keeping this file free of their details.
+PARSER_BUILDERS = [_add_run_parser, _add_tool_parsers]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return cmd_run(args, argv)
-        if args.command == "info":
-            from hpc.info import cmd_info
-
-            return cmd_info(args.json)
-        if args.command == "bench":
-            from hpc.bench import cmd_bench
-
-            return cmd_bench(as_json=args.json, quick=args.quick, c_reference=args.c_reference)
-        if args.command == "show":
-            from hpc.show import cmd_show
-
-            return cmd_show(args.files)
+        return args.handler(args, argv)
     except UserError as exc:
         print(f"hpc: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    return 2
