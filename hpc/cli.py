@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hpc import __version__
 from hpc.errors import UserError
+from hpc.slurm.cli import add_parsers as add_slurm_parsers
 from hpc.workloads import WORKLOADS
 from kernels import BACKENDS
 
@@ -24,6 +25,36 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def add_workload_options(p: argparse.ArgumentParser, cls: type, local: bool = True) -> None:
+    """The options of `hpc run NAME`, shared with `hpc submit NAME`, which leaves out the
+    local launch options (--np, --timeout: Slurm's resources say that there)."""
+    common = p.add_argument_group("run options")
+    if local:
+        common.add_argument("--np", type=_positive_int, metavar="P",
+                            help="number of MPI ranks to start with mpiexec (outside an MPI "
+                            "job; inside one, the job's ranks are used); default: 1 rank")
+    common.add_argument("--backend", choices=BACKENDS, default="cython",
+                        help="kernel implementation (default: %(default)s)")
+    common.add_argument("--size", type=int, metavar="S",
+                        help=f"problem size: sets --{cls.size_param.replace('_', '-')}")
+    common.add_argument("--repeats", type=int, default=3,
+                        help="timed repeats (default: %(default)s)")
+    common.add_argument("--warmup", type=int, default=1,
+                        help="untimed repeats before them (default: %(default)s)")
+    common.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="FILE.h5",
+                        help="HDF5 file the run record is appended to "
+                        "(default: %(default)s)")
+    if local:
+        common.add_argument("--timeout", type=float, metavar="SECONDS",
+                            help="stop the job after this long (with --np)")
+    common.add_argument("--quiet", action="store_true", help="print nothing on success")
+    own = p.add_argument_group(f"{cls.name} options")
+    for param in cls.params:
+        own.add_argument(f"--{param.option}", dest=f"param_{param.name}", type=param.type,
+                         default=None, metavar=param.type.__name__.upper(),
+                         help=f"{param.help} (default: {param.default})")
+
+
 def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run", help="run a workload on MPI ranks and append its record to an HDF5 file",
@@ -33,29 +64,7 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     names = run.add_subparsers(dest="workload", metavar="WORKLOAD", required=True)
     for cls in WORKLOADS.values():
         p = names.add_parser(cls.name, help=cls.summary, description=cls.summary)
-        common = p.add_argument_group("run options")
-        common.add_argument("--np", type=_positive_int, metavar="P",
-                            help="number of MPI ranks to start with mpiexec (outside an MPI "
-                            "job; inside one, the job's ranks are used); default: 1 rank")
-        common.add_argument("--backend", choices=BACKENDS, default="cython",
-                            help="kernel implementation (default: %(default)s)")
-        common.add_argument("--size", type=int, metavar="S",
-                            help=f"problem size: sets --{cls.size_param.replace('_', '-')}")
-        common.add_argument("--repeats", type=int, default=3,
-                            help="timed repeats (default: %(default)s)")
-        common.add_argument("--warmup", type=int, default=1,
-                            help="untimed repeats before them (default: %(default)s)")
-        common.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="FILE.h5",
-                            help="HDF5 file the run record is appended to "
-                            "(default: %(default)s)")
-        common.add_argument("--timeout", type=float, metavar="SECONDS",
-                            help="stop the job after this long (with --np)")
-        common.add_argument("--quiet", action="store_true", help="print nothing on success")
-        own = p.add_argument_group(f"{cls.name} options")
-        for param in cls.params:
-            own.add_argument(f"--{param.option}", dest=f"param_{param.name}", type=param.type,
-                             default=None, metavar=param.type.__name__.upper(),
-                             help=f"{param.help} (default: {param.default})")
+        add_workload_options(p, cls)
         p.set_defaults(handler=cmd_run)
 
 
@@ -70,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_spec(args: argparse.Namespace):
+def run_spec_from_args(args: argparse.Namespace):
     from hpc.runner import RunSpec
 
     cls = WORKLOADS[args.workload]
@@ -90,7 +99,7 @@ def _run_spec(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from hpc.mpi_env import inside_mpi_job
 
-    spec = _run_spec(args)
+    spec = run_spec_from_args(args)
     if inside_mpi_job():
         from hpc.runner import run_ranks
 
@@ -144,7 +153,7 @@ def _cmd_show(args: argparse.Namespace, argv: list[str]) -> int:
 
 # Each entry adds its subcommands to the parser and sets `handler` (args, argv) -> exit code.
 # Feature modules register here with one line, keeping this file free of their details.
-PARSER_BUILDERS = [_add_run_parser, _add_tool_parsers]
+PARSER_BUILDERS = [_add_run_parser, _add_tool_parsers, add_slurm_parsers]
 
 
 def main(argv: list[str] | None = None) -> int:
