@@ -111,8 +111,9 @@ def _environment(profile: Profile) -> jinja2.Environment:
     return env
 
 
-def render_script(job: JobScript, profile: Profile) -> str:
-    """The job script text for ``job`` under ``profile``."""
+def render_script(job: JobScript, profile: Profile, mpirun: str = "mpirun") -> str:
+    """The job script text for ``job`` under ``profile``; ``mpirun`` is the program the
+    mpirun launcher runs (found on the job's PATH when a bare name)."""
     job.check()
     resources = job.resources
     if resources.launcher == "srun":
@@ -133,4 +134,5 @@ def render_script(job: JobScript, profile: Profile) -> str:
         setup=profile.setup, modules=resources.modules, environment=resources.environment,
         launcher_options=(resources.srun_options() if resources.launcher == "srun"
                           else list(resources.launcher_args)),
-        ntasks=resources.ntasks, steps=job.steps, is_array=job.is_array)
+        ntasks=resources.ntasks, steps=job.steps, is_array=job.is_array,
+        mpirun=mpirun)

@@ -34,6 +34,13 @@ def python_for(profile: Profile) -> str:
     return profile.python or sys.executable
 
 
+def mpirun_for(profile: Profile) -> str:
+    """The mpirun of the job's MPI: the one beside its Python (a venv with MPICH from
+    PyPI), else whatever ``mpirun`` the job's PATH (its modules) provides."""
+    beside = Path(python_for(profile)).parent / "mpiexec"
+    return str(beside) if beside.exists() else "mpirun"
+
+
 def submit(job: JobScript, profile: Profile, *, jobs_dir: Path,
            dependency: Dependency | None = None, hold: bool = False,
            info: dict[str, Any] | None = None) -> SubmittedJob:
@@ -42,7 +49,7 @@ def submit(job: JobScript, profile: Profile, *, jobs_dir: Path,
     ``info`` adds entries to job.json (the command that asked for it, the output file).
     A job sbatch refuses leaves its folder with job.sh and job.json (no job id) behind.
     """
-    text = render_script(job, profile)
+    text = render_script(job, profile, mpirun_for(profile))
     folder = new_job_folder(jobs_dir, job.resources.job_name)
     (folder / SCRIPT_FILE).write_text(text)
     record: dict[str, Any] = {

@@ -24,7 +24,7 @@ from hpc.slurm.report import (
 )
 from hpc.slurm.resources import Resources
 from hpc.slurm.sbatch import Dependency
-from hpc.slurm.submit import python_for, submit
+from hpc.slurm.submit import mpirun_for, python_for, submit
 from hpc.slurm.tracker import Tracker
 from hpc.slurm.workload_jobs import run_argv, run_workload
 
@@ -78,7 +78,7 @@ def submit_workload(spec: RunSpec, resources: Resources, profile: Profile, *, jo
     step = Step(tuple([python_for(profile), "-m", "hpc", *run_argv(spec)]))
     job = JobScript(resources, (step,))
     if dry_run:
-        sys.stdout.write(render_script(job, profile))
+        sys.stdout.write(render_script(job, profile, mpirun_for(profile)))
         say("hpc: dry run: nothing was submitted")
         return 0
     submitted = submit(job, profile, jobs_dir=jobs_dir, dependency=dependency, hold=hold,
