@@ -108,8 +108,8 @@ _LADDER_KEYS = {"from": int, "to": int, "step": int}
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
-    names = {int: "integer", float: "number", str: "string", list: "list", dict: "table",
-             bool: "true/false"}
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "a table", bool: "true or false"}
     types = expected if isinstance(expected, tuple) else (expected,)
     return " or ".join(names.get(t, t.__name__) for t in types)
 
@@ -127,7 +127,7 @@ def _check_keys(where: str, table: dict[str, Any], schema: dict[str, Any]) -> No
         # TOML booleans are ints to Python; a number where a bool belongs is wrong too.
         wrong_bool = isinstance(value, bool) != (bool in types)
         if not isinstance(value, types) or wrong_bool:
-            raise UserError(f"{where}: {key} must be a {_type_name(expected)}, "
+            raise UserError(f"{where}: {key} must be {_type_name(expected)}, "
                             f"got {value!r}")
 
 
