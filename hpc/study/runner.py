@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
         return 0
     if spec.launcher == "local":
         from hpc.study.local import run_points_locally
+
+        cores = os.cpu_count() or 1
+        over = [p.ranks for p in todo if p.ranks > cores]
+        if over:
+            print(f"note: this machine has {cores} cores; the points with "
+                  f"{', '.join(map(str, over))} ranks are oversubscribed, so expect their "
+                  "efficiency to drop for that reason", file=sys.stderr)
 
         failures = run_points_locally(spec, todo, out)
         return 1 if failures else 0
