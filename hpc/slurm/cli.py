@@ -57,8 +57,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                          help="module to load (repeatable; adds to the profile's)")
         res.add_argument("--env", action="append", metavar="NAME=VALUE", dest="env",
                          help="environment variable for the job (repeatable)")
-        res.add_argument("--directive", action="append", metavar="--OPTION[=VALUE]",
-                         dest="directives", help="extra #SBATCH option (repeatable)")
+        res.add_argument("--directive", action="append", metavar="=--OPTION[=VALUE]",
+                         dest="directives", help="extra #SBATCH option, written with an "
+                         "equals sign: --directive=--exclusive (repeatable)")
         how = p.add_argument_group("submission")
         how.add_argument("--profile", metavar="SITE|FILE.toml",
                          help="site profile (default: $HPC_PROFILE or 'default'); see "

@@ -3,6 +3,7 @@ optionally waited for, ending with the record it wrote."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -130,7 +131,10 @@ def _local_outcome(job: Any) -> int:
     try:
         outcome = job.result()
     except Exception as exc:  # noqa: BLE001 - submitit re-raises the task's failure
-        say(f"hpc: error: the local run failed: {str(exc).strip().splitlines()[-1]}")
+        # submitit's message holds the task's whole traceback; ours is its last error line.
+        found = re.findall(r"^\w*Error: (.+)$", str(exc), flags=re.MULTILINE)
+        say(f"hpc: error: the local run failed: {found[-1] if found else 'see its log'}; "
+            f"the ranks' messages are in {job.job.paths.stderr}")
         return 1
     print(f"local run: exit code {outcome['exit_code']} on {outcome['ranks']} ranks; "
           f"record {outcome.get('out')}:{outcome.get('group')}", flush=True)

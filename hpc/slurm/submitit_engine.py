@@ -59,8 +59,7 @@ def _launch_local(fn: Callable[..., Any], args: tuple, kwargs: dict, resources: 
     env = {k: v for k, v in env.items() if not k.startswith("SUBMITIT_")}
     proc = subprocess.run(argv, env=env, timeout=resources.time_seconds, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"mpiexec -n {resources.ntasks} exited with {proc.returncode}; "
-                           "see the ranks' messages above")
+        raise RuntimeError(f"mpiexec -n {resources.ntasks} exited with {proc.returncode}")
     return cloudpickle.loads(result.read_bytes())
 
 
