@@ -232,6 +232,23 @@ def test_dependency_chain_runs_in_order(cluster, tmp_path):
     assert info["dependency"] == f"afterok:{first_id}"
 
 
+def test_tracker_asks_once_per_poll_for_all_jobs(cluster, tmp_path):
+    from hpc.slurm.tracker import Tracker
+
+    jobs = tmp_path / "jobs"
+    ids = []
+    for _ in range(3):
+        proc = submit(jobs, *PI, "--out", str(tmp_path / "r.h5"), "--parsable")
+        assert_ok(proc)
+        ids.append(proc.stdout.strip())
+    tracker = Tracker(say=lambda message: None)
+    for job_id in ids:
+        tracker.add(job_id)
+    assert tracker.wait(timeout=120, min_interval=0.5)
+    assert {t.state.value for t in tracker.jobs.values()} == {"COMPLETED"}
+    assert tracker.polls >= 1 and tracker.calls == tracker.polls  # one sacct per poll
+
+
 def _provenance(jobs: Path, job_id: str) -> dict[str, str]:
     text = (job_folder(jobs, job_id) / f"provenance-{job_id}.txt").read_text()
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)

@@ -24,7 +24,7 @@ from hpc.slurm.states import (
     parse_squeue,
     parse_state,
 )
-from hpc.slurm.tracker import expand_tasks
+from hpc.slurm.tracker import Backoff, expand_tasks
 
 SACCT = """\
 13|COMPLETED|0:0|00:00:03|vm
@@ -122,7 +122,7 @@ def test_not_yet_reported_is_submitted_then_unknown():
     job = step(Tracked("9"), None, age=10)
     assert job.state is JobState.SUBMITTED and not job.done
     job = step(job, None, age=61)
-    assert job.state is JobState.UNKNOWN and job.done and "has no job 9" in job.note
+    assert job.state is JobState.UNKNOWN and job.done and "does not know job 9" in job.note
 
 
 def test_left_squeue_is_finished_not_lost():
@@ -200,3 +200,11 @@ def test_dependencies():
                          ("afterok:1;id", "not a Slurm job id"), ("afterok:$(x)", "not a")]:
         with pytest.raises(UserError, match=phrase):
             Dependency.parse(text)
+
+
+def test_backoff_grows_to_its_cap_and_resets_on_news():
+    backoff = Backoff(first=1.0, longest=5.0, factor=2.0)
+    assert [backoff.next(False) for _ in range(5)] == [2.0, 4.0, 5.0, 5.0, 5.0]
+    assert backoff.next(True) == 1.0 and backoff.next(False) == 2.0
+    with pytest.raises(ValueError):
+        Backoff(first=0)

@@ -185,23 +185,21 @@ def _tracked(jobs: list[str], jobs_dir: Path | None):
         job_id, folder = find_job(arg, root)
         info = read_info(folder) if folder else {}
         whole = folder is not None and "_" not in job_id
-        tracker.add(job_id, submitted_at=info.get("submitted_at"),
+        # A bare id with no folder was submitted at some unknown earlier time.
+        tracker.add(job_id, submitted_at=info.get("submitted_at", 0.0),
                     array_size=info.get("array_size") if whole else None)
         folders[job_id.split("_", 1)[0]] = folder
     return tracker, folders
 
 
 def _cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
-    from hpc.slurm.report import remember_states, table
+    from hpc.slurm.report import as_json, remember_states, table
 
     tracker, folders = _tracked(args.jobs, args.jobs_dir)
     tracker.poll()
     remember_states(tracker, folders)
     if args.json:
-        print(json.dumps({k: {"state": t.state.value, "exit_code": t.row.exit_code if t.row
-                              else None, "restarts": t.restarts, "note": t.note,
-                              "folder": str(folders.get(k.split("_", 1)[0]) or "") or None}
-                          for k, t in tracker.jobs.items()}, indent=2))
+        print(json.dumps(as_json(tracker, folders), indent=2))
     else:
         print(table(tracker, folders))
     return 0

@@ -66,6 +66,19 @@ def table(tracker: Tracker, folders: dict[str, Path | None]) -> str:
     return "\n".join(lines)
 
 
+def as_json(tracker: Tracker, folders: dict[str, Path | None]) -> dict[str, dict]:
+    """``hpc status --json``: per job or array task, its state and what else is known."""
+    out = {}
+    for key, job in tracker.jobs.items():
+        folder = folders.get(key.split("_", 1)[0])
+        out[key] = {"state": job.state.value, "state_text": job.row.state_text if job.row
+                    else None, "exit_code": job.row.exit_code if job.row else None,
+                    "elapsed": job.row.elapsed if job.row else None,
+                    "restarts": job.restarts, "note": job.note or None,
+                    "folder": str(folder) if folder else None}
+    return out
+
+
 def _sort_key(job_id: str) -> tuple[int, int]:
     base, _, task = job_id.partition("_")
     return (int(base) if base.isdigit() else 0, int(task) if task.isdigit() else -1)

@@ -200,6 +200,6 @@ def advance(job: Tracked, row: JobRow | None, *, source: str, age_seconds: float
         return job  # sacct keeps every job: a missing line is a lag, not an end
     if age_seconds > grace_seconds:
         return replace(job, state=JobState.UNKNOWN,
-                       note=f"{source} has no job {job.job_id} {age_seconds:.0f} s after "
-                       "submission (wrong cluster, or purged from the controller)")
+                       note=f"{source} does not know job {job.job_id} (another cluster's "
+                       "id, or purged from the controller)")
     return job

@@ -69,6 +69,25 @@ def expand_tasks(row: JobRow) -> list[str]:
     return ids
 
 
+class Backoff:
+    """Poll intervals: from ``first``, times ``factor`` while nothing changes, at most
+    ``longest``; back to ``first`` after a change."""
+
+    def __init__(self, first: float = 1.0, longest: float = 30.0, factor: float = 1.5):
+        if not 0 < first <= longest or factor < 1:
+            raise ValueError("need 0 < first <= longest and factor >= 1")
+        self.first, self.longest, self.factor = first, longest, factor
+        self.current = first
+
+    def next(self, changed: bool) -> float:
+        """The wait before the next poll, given whether the last poll brought news."""
+        if changed:
+            self.current = self.first
+        else:
+            self.current = min(self.longest, self.current * self.factor)
+        return self.current
+
+
 @dataclass
 class _Group:
     """A submitted job, or an array job whose tasks are tracked one by one."""
@@ -88,6 +107,8 @@ class Tracker:
         self.source = source
         self.grace_seconds = grace_seconds
         self.groups: dict[str, _Group] = {}
+        self.polls = 0  # polls that asked Slurm
+        self.calls = 0  # Slurm commands run: one per poll (two when sacct fails once)
         self._say = say or (lambda message: print(message, file=sys.stderr, flush=True))
 
     # -- what is tracked -----------------------------------------------------------------
@@ -95,7 +116,8 @@ class Tracker:
             array_size: int | None = None) -> None:
         """Track a job (``123``), one array task (``123_4``) or a whole array (with its size)."""
         base = job_id.split("_", 1)[0]
-        group = self.groups.setdefault(base, _Group(base, submitted_at or time.time()))
+        when = time.time() if submitted_at is None else submitted_at
+        group = self.groups.setdefault(base, _Group(base, when))
         keys = [f"{base}_{i}" for i in range(array_size)] if array_size else [job_id]
         for key in keys:
             group.tasks.setdefault(key, Tracked(key))
@@ -112,6 +134,7 @@ class Tracker:
     def _query(self, base_ids: list[str]) -> tuple[list[JobRow], str]:
         if self.source in ("auto", "sacct"):
             try:
+                self.calls += 1
                 return query_sacct(base_ids), "sacct"
             except SlurmError as exc:
                 if self.source == "sacct":
@@ -121,6 +144,7 @@ class Tracker:
                     self._say(f"hpc: note: {SQUEUE_LIMITS}")
                 else:
                     self._say(f"hpc: warning: {exc}; asking squeue this time")
+        self.calls += 1
         return query_squeue(base_ids), "squeue"
 
     def poll(self) -> list[tuple[str, JobState, Tracked]]:
@@ -128,6 +152,7 @@ class Tracker:
         active = [g for g in self.groups.values() if not all(t.done for t in g.tasks.values())]
         if not active:
             return []
+        self.polls += 1
         rows, source = self._query([g.base_id for g in active])
         by_task: dict[str, JobRow] = {}
         for row in rows:
@@ -163,7 +188,7 @@ class Tracker:
         ``max_failures`` times in a row (a controller restart), then raised.
         """
         start = last_news = time.monotonic()
-        interval, failures = min_interval, 0
+        backoff, failures = Backoff(min_interval, max_interval, factor), 0
         while True:
             try:
                 changes = self.poll()
@@ -180,15 +205,14 @@ class Tracker:
             if self.done:
                 return True
             elapsed = time.monotonic() - start
+            interval = backoff.next(bool(changes))
             if changes:
-                interval, last_news = min_interval, time.monotonic()
-            else:
-                interval = min(max_interval, interval * factor)
-                if time.monotonic() - last_news >= heartbeat:
-                    states = ", ".join(f"{k}={t.state.value}" for k, t in self.jobs.items()
-                                       if not t.done)
-                    self._say(f"hpc: still waiting after {elapsed:.0f} s: {states}")
-                    last_news = time.monotonic()
+                last_news = time.monotonic()
+            elif time.monotonic() - last_news >= heartbeat:
+                states = ", ".join(f"{k}={t.state.value}" for k, t in self.jobs.items()
+                                   if not t.done)
+                self._say(f"hpc: still waiting after {elapsed:.0f} s: {states}")
+                last_news = time.monotonic()
             if timeout is not None:
                 if elapsed >= timeout:
                     return False
