@@ -76,8 +76,12 @@ def _say(message: str) -> None:
 def _check_srun_wiring(comm: Any) -> None:
     tasks = os.environ.get("SLURM_STEP_NUM_TASKS")
     if tasks and tasks.isdigit() and int(tasks) > 1 and comm.size == 1:
+        from mpi4py import MPI
+
+        # MPICH (PyPI's included) speaks PMI-2, not PMIx; Open MPI speaks PMIx.
+        flag = "pmi2" if "MPICH" in MPI.Get_library_version() else "pmix"
         raise UserError(f"srun started {tasks} tasks but MPI sees one rank each: the MPI "
-                        "library does not speak srun's PMI; try `srun --mpi=pmix`")
+                        f"library does not speak srun's PMI; try `srun --mpi={flag}`")
 
 
 def _validate_together(spec: RunSpec, comm: Any) -> dict[str, Any] | None:
