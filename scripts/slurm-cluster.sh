@@ -116,7 +116,9 @@ SlurmdPort=$((PORT + 1))
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$MUNGE_SOCKET
+# cred_expire also holds a requeued job back that long (default 120 s): 30 s keeps the
+# requeue tests short while leaving job steps time to launch on a busy machine.
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=30
 CredType=cred/munge
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool/slurmd-%n
@@ -135,7 +137,7 @@ MailProg=/bin/true
 ReturnToService=2
 # Jobs start within a second, and time limits and kills act quickly (timeout tests).
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=batch_sched_delay=0,sched_interval=5,bf_interval=5
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 KillWait=5
