@@ -49,6 +49,12 @@ def add_workload_options(p: argparse.ArgumentParser, cls: type, local: bool = Tr
         common.add_argument("--timeout", type=float, metavar="SECONDS",
                             help="stop the job after this long (with --np)")
     common.add_argument("--quiet", action="store_true", help="print nothing on success")
+    if cls.checkpoint_every:
+        common.add_argument(
+            "--checkpoint", type=Path, metavar="FILE.h5",
+            help="on SIGUSR1 (Slurm: --signal=USR1@SECONDS) save the state here and exit "
+            "75; started again, resume from it; removed once the run is recorded "
+            "(docs/CHECKPOINT.md)")
     own = p.add_argument_group(f"{cls.name} options")
     for param in cls.params:
         own.add_argument(f"--{param.option}", dest=f"param_{param.name}", type=param.type,
@@ -95,7 +101,7 @@ def run_spec_from_args(args: argparse.Namespace):
         params[cls.size_param] = args.size
     return RunSpec(workload=args.workload, backend=args.backend, params=params,
                    repeats=args.repeats, warmup=args.warmup, out=args.out, quiet=args.quiet,
-                   np=args.np)
+                   np=args.np, checkpoint=getattr(args, "checkpoint", None))
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
