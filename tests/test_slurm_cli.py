@@ -66,6 +66,11 @@ def test_dry_run_resource_options_override_the_profile(tmp_path):
     (("--launcher", "aprun"), ["launcher 'aprun' is not one of srun, mpirun"]),
     (("--dependency", "afterok:1;id"), ["not a Slurm job id"]),
     (("--profile", "nosuchsite"), ["unknown profile 'nosuchsite'", "local"]),
+    (("--checkpoint-signal", "30"), ["--checkpoint-signal needs --checkpoint FILE.h5"]),
+    (("--checkpoint", "c.h5", "--time", "00:00:04"), ["too short to checkpoint"]),
+    (("--checkpoint", "c.h5", "--time", "1", "--checkpoint-signal", "59"),
+     ["give 1 to 55 s"]),
+    (("--checkpoint", "c.h5", "--engine", "submitit"), ["go with --engine sbatch"]),
     (("--ntasks-per-node", "4", "--size", "1"), ["too small for 4 ranks"]),
 ])
 def test_bad_input_fails_before_slurm(tmp_path, args, phrases):

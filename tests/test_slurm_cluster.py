@@ -2,14 +2,14 @@
 submitit with two MPI ranks, arrays, dependencies, cancel, time limit, a failing rank,
 requeue, held jobs, a refused job, the controller down, and accounting off.
 
-Skipped, with the reason, when no cluster answers. Every command runs under a timeout.
+Skipped, with the reason, when no cluster answers (the ``slurm_env`` fixture). Every
+command runs under a timeout.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +24,6 @@ from tests.conftest import assert_ok, run_hpc
 pytestmark = pytest.mark.slurm
 
 EXPECTED = Path(__file__).parent / "slurm_expected"
-DEFAULT_CONF = Path(os.environ.get("HPC_SLURM_DIR", "/tmp/hpc-slurm")) / "etc" / "slurm.conf"
 PI = ("pi", "--samples", "20000", "--repeats", "1", "--warmup", "0")
 HEAT = ("heat2d", "--size", "48", "--steps", "20", "--repeats", "2", "--warmup", "0")
 
@@ -36,22 +35,12 @@ def sleeper(seconds: int) -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """SLURM_CONF of a cluster that answers; the tests' environment points at it."""
-    conf = os.environ.get("SLURM_CONF") or (str(DEFAULT_CONF) if DEFAULT_CONF.exists() else None)
-    if shutil.which("sbatch") is None or conf is None:
-        pytest.skip("no Slurm here (start the local cluster: scripts/slurm-cluster.sh start)")
-    env = {**os.environ, "SLURM_CONF": conf}
-    try:
-        ping = subprocess.run(["scontrol", "ping"], env=env, capture_output=True, text=True,
-                              timeout=30, check=False)
-    except subprocess.TimeoutExpired:
-        pytest.skip("scontrol ping did not answer in 30 s")
-    if "UP" not in ping.stdout:
-        pytest.skip(f"no Slurm controller answers (SLURM_CONF={conf}): {ping.stdout.strip()}")
+def cluster(slurm_env):
+    """SLURM_CONF of the cluster (tests/conftest.py's slurm_env skips when none answers),
+    also set in this process for the Python API calls."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SLURM_CONF", conf)
-        yield conf
+        mp.setenv("SLURM_CONF", slurm_env["SLURM_CONF"])
+        yield slurm_env["SLURM_CONF"]
 
 
 def hpc(*args: str, timeout: float = 240, env: dict[str, str] | None = None):
@@ -157,7 +146,7 @@ def _whoami(x: int):
 # Site-specific names this one-node cluster lacks (accounts, GPUs, features) are overridden
 # on the command line; sbatch still parses every line of the stored script.
 TEST_ONLY_OVERRIDES = {
-    "local-heat2d": [], "local-array": [], "local-quoting": [],
+    "local-heat2d": [], "local-array": [], "local-quoting": [], "local-checkpoint": [],
     "default-pi": ["--nodes=1"],
     "example-cray-gpu": ["--account=", "--qos=", "--constraint=", "--gpus-per-node=0",
                          "--nodes=1", "--cpus-per-task=1"],
@@ -331,6 +320,29 @@ def test_requeued_job_is_tracked_through_its_restart(cluster, tmp_path):
     assert "exit_code" not in runs[0] and runs[1]["exit_code"] == "0"
     (run,) = read_runs(out)  # the first run was stopped before it wrote anything
     assert run["provenance"]["slurm"]["SLURM_RESTART_COUNT"] == "1"
+
+
+@pytest.mark.slow
+def test_submitted_checkpointing_job_is_requeued_and_resumes(cluster, tmp_path):
+    """hpc submit --checkpoint: the template's signal and requeue lines at work (the
+    protocol itself is tested in tests/slurm/test_requeue.py)."""
+    from tests.slurm.test_requeue import SIZE, TARGET_SECONDS, seconds_per_step
+
+    steps = int(TARGET_SECONDS / seconds_per_step(tmp_path))
+    out, jobs, ckpt = tmp_path / "r.h5", tmp_path / "jobs", tmp_path / "heat.ckpt.h5"
+    proc = submit(jobs, "heat2d", "--size", str(SIZE), "--steps", str(steps), "--repeats",
+                  "1", "--warmup", "0", "--ntasks-per-node", "2", "--time", "1",
+                  "--checkpoint", str(ckpt), "--checkpoint-signal", "55", "--out", str(out),
+                  "--wait", "--wait-timeout", "400", timeout=450)
+    assert_ok(proc)
+    job_id = proc.stdout.split("submitted job ")[1].split()[0]
+    assert "requeued=" in proc.stdout  # the final line: COMPLETED, requeued at least once
+    (run,) = read_runs(out)
+    assert run["resumed"] and run["segments"] >= 2 and run["verified"]
+    assert run["provenance"]["slurm"]["SLURM_JOB_ID"] == job_id
+    segments = _provenance_runs(jobs, job_id)
+    assert [s["exit_code"] for s in segments] == ["75"] * (len(segments) - 1) + ["0"]
+    assert not ckpt.exists()
 
 
 def _provenance_runs(jobs: Path, job_id: str) -> list[dict[str, str]]:

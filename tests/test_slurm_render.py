@@ -26,7 +26,7 @@ def heat_step(out: str = "/data/runs.h5", ntasks: int | None = None) -> Step:
     return Step((PYTHON, "-m", "hpc", "run", "heat2d", "--n", "64", "--out", out), ntasks)
 
 
-# name: (profile, resource overrides, steps, array throttle)
+# name: (profile, resource overrides, steps, array throttle[, checkpoint signal])
 CASES = {
     "local-heat2d": ("local", {"ntasks_per_node": 2, "job_name": "heat2d"},
                      [heat_step()], None),
@@ -42,13 +42,17 @@ CASES = {
                     [heat_step("/data/ladder.h5", n) for n in (1, 2, 4)], 2),
     "local-quoting": ("local", {"environment": {"NOTE": "it's $(x) `y`; z"},
                                 "modules": ["gcc/12.3"]}, [heat_step(HOSTILE_OUT)], None),
+    "local-checkpoint": ("local", {"ntasks_per_node": 2, "time": "1"},
+                         [Step((PYTHON, "-m", "hpc", "run", "heat2d", "--out", "/d/r.h5",
+                                "--checkpoint", "/d/heat.ckpt.h5"))], None, 55),
 }
 
 
 def render_case(name: str) -> str:
-    profile_name, overrides, steps, throttle = CASES[name]
+    profile_name, overrides, steps, throttle, *signal = CASES[name]
     profile = load_profile(profile_name)
-    job = JobScript(profile.resources.updated(overrides), tuple(steps), throttle=throttle)
+    job = JobScript(profile.resources.updated(overrides), tuple(steps), throttle=throttle,
+                    checkpoint_signal=signal[0] if signal else None)
     return render_script(job, profile)
 
 
@@ -81,11 +85,12 @@ def _run_script(text: str, folder: Path, env: dict[str, str]) -> subprocess.Comp
     script = folder / "job.sh"
     script.write_text(text)
     recorder = 'printf "%s\\0" "$@" > argv.bin; printf "%s" "${NOTE:-}" > note.txt'
-    full_env = {"PATH": os.environ["PATH"], "HOME": str(folder), **env}
+    full_env = {"PATH": os.environ["PATH"], "HOME": str(folder), "STEP_EXIT": "0", **env}
     return subprocess.run(
-        ["bash", "-c", f'srun() {{ {recorder}; }}; mpirun() {{ {recorder}; }}; '
-         f'module() {{ echo "module $*" >> modules.txt; }}; '
-         'export -f srun mpirun module; bash job.sh'],
+        ["bash", "-c", f'srun() {{ {recorder}; return "$STEP_EXIT"; }}; '
+         f'mpirun() {{ {recorder}; }}; module() {{ echo "module $*" >> modules.txt; }}; '
+         'scontrol() { echo "$*" >> scontrol.txt; }; '
+         'export -f srun mpirun module scontrol; bash job.sh'],
         cwd=folder, env=full_env, capture_output=True, text=True, timeout=30, check=False)
 
 
@@ -116,6 +121,30 @@ def test_array_task_runs_its_own_step_only(tmp_path):
     assert proc.returncode != 0
     assert "no step for array task '7'" in proc.stderr
     assert "exit_code=1" in (tmp_path / "provenance-49_7.txt").read_text()
+
+
+def test_checkpointed_step_requeues_the_job(tmp_path):
+    text = render_case("local-checkpoint")
+    for option in ("--signal=USR1@55", "--requeue", "--open-mode=append"):
+        assert f"#SBATCH {option}\n" in text
+    proc = _run_script(text, tmp_path, {"SLURM_JOB_ID": "61", "STEP_EXIT": "75"})
+    assert proc.returncode == 75
+    assert (tmp_path / "scontrol.txt").read_text() == "requeue 61\n"
+    assert "exit_code=75" in (tmp_path / "provenance-61.txt").read_text()
+    (tmp_path / "scontrol.txt").unlink()
+    for code in ("0", "3"):  # finished, or a failure that a new start would not mend
+        proc = _run_script(text, tmp_path, {"SLURM_JOB_ID": "62", "STEP_EXIT": code})
+        assert proc.returncode == int(code) and not (tmp_path / "scontrol.txt").exists()
+
+
+def test_checkpoint_signal_must_fit_the_time_limit():
+    profile = load_profile("local")
+    for time_limit, signal, phrase in [("1", 56, "give 1 to 55 s"), ("1", 0, "give 1 to 55"),
+                                       ("00:00:05", 1, "too short to checkpoint")]:
+        job = JobScript(profile.resources.updated(time=time_limit), (heat_step(),),
+                        checkpoint_signal=signal)
+        with pytest.raises(UserError, match=phrase):
+            render_script(job, profile)
 
 
 def test_failing_step_exit_code_is_the_job_exit_code(tmp_path):

@@ -70,6 +70,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                          "submitit-local: that, on this machine")
         how.add_argument("--dependency", metavar="TYPE:ID[:ID]",
                          help="start after other jobs, e.g. afterok:12:13")
+        if cls.checkpoint_every:
+            how.add_argument("--checkpoint-signal", type=int, metavar="SECONDS",
+                             help="with --checkpoint: Slurm signals the ranks this long before "
+                             "the time limit; they save, and the job is requeued and resumes "
+                             "(default: 60, or the limit less 5 s if shorter)")
         how.add_argument("--hold", action="store_true", help="submit held (release with "
                          "scontrol release ID)")
         how.add_argument("--dry-run", action="store_true",
@@ -146,6 +151,8 @@ def _cmd_submit(args: argparse.Namespace, argv: list[str]) -> int:
     resources = _resources(args, profile)
     spec = run_spec_from_args(args)
     spec.out = spec.out.expanduser().resolve()
+    if spec.checkpoint is not None:
+        spec.checkpoint = spec.checkpoint.expanduser().resolve()
     validate(spec, resources.ntasks)  # bad workload input fails here, before Slurm
     dependency = Dependency.parse(args.dependency) if args.dependency else None
     command = shlex.join(["hpc", *argv])
@@ -158,15 +165,29 @@ def _cmd_submit(args: argparse.Namespace, argv: list[str]) -> int:
         return submit_workload(spec, resources, profile, jobs_dir=jobs_root(args.jobs_dir),
                                command=command, dependency=dependency, hold=args.hold,
                                dry_run=args.dry_run, wait=args.wait,
-                               wait_timeout=args.wait_timeout, parsable=args.parsable)
-    if args.dry_run or args.hold or dependency:
-        raise UserError("--dry-run, --hold and --dependency go with --engine sbatch")
+                               wait_timeout=args.wait_timeout, parsable=args.parsable,
+                               checkpoint_signal=_checkpoint_signal(args, resources))
+    if args.dry_run or args.hold or dependency or spec.checkpoint is not None:
+        raise UserError("--dry-run, --hold, --dependency and --checkpoint go with "
+                        "--engine sbatch")
     from hpc.slurm.submit_workload import submit_workload_function
 
     return submit_workload_function(spec, resources, profile,
                                     jobs_dir=jobs_root(args.jobs_dir), command=command,
                                     local=args.engine == "submitit-local", wait=args.wait,
                                     wait_timeout=args.wait_timeout, parsable=args.parsable)
+
+
+def _checkpoint_signal(args: argparse.Namespace, resources) -> int | None:
+    given = getattr(args, "checkpoint_signal", None)
+    if getattr(args, "checkpoint", None) is None:  # only heat2d and nbody checkpoint
+        if given is not None:
+            raise UserError("--checkpoint-signal needs --checkpoint FILE.h5")
+        return None
+    from hpc.slurm.render import CHECKPOINT_MARGIN
+
+    return given if given is not None else max(1, min(60, resources.time_seconds -
+                                                      CHECKPOINT_MARGIN))
 
 
 # -- status, wait, cancel, logs ---------------------------------------------------------

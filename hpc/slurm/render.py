@@ -20,12 +20,15 @@ from typing import Any
 
 import jinja2
 
+from hpc.checkpoint import EXIT_CHECKPOINTED
 from hpc.errors import UserError
 from hpc.slurm.paths import templates_dir
 from hpc.slurm.profiles import Profile
 from hpc.slurm.resources import Resources
 
 _SBATCH_OPTION = re.compile(r"--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:=@%+/*\[\]&|()!-]+)?")
+# A signal sent sooner than this after the start may find Python without its handler.
+CHECKPOINT_MARGIN = 5
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -76,10 +79,20 @@ class JobScript:
     steps: tuple[Step, ...]
     throttle: int | None = None  # arrays: at most this many tasks at once ("%" in --array)
     array: bool = False  # one array task per step (implied by several steps)
+    # Checkpointing steps: Slurm signals them (USR1) this many seconds before the time
+    # limit; they save and exit EXIT_CHECKPOINTED, and the script requeues the job.
+    checkpoint_signal: int | None = None
 
     @property
     def is_array(self) -> bool:
         return self.array or len(self.steps) > 1
+
+    def checkpoint_options(self) -> list[str]:
+        """Signal the steps (not the batch shell) before the limit; keep every segment's
+        output when the job runs again."""
+        if self.checkpoint_signal is None:
+            return []
+        return [f"--signal=USR1@{self.checkpoint_signal}", "--requeue", "--open-mode=append"]
 
     def array_option(self) -> str | None:
         if not self.is_array:
@@ -92,6 +105,16 @@ class JobScript:
             raise UserError("a job needs at least one step to run")
         if self.throttle is not None and self.throttle < 1:
             raise UserError(f"array throttle must be at least 1, got {self.throttle}")
+        if self.checkpoint_signal is not None:
+            limit = self.resources.time_seconds
+            if limit <= CHECKPOINT_MARGIN:
+                raise UserError(f"a {self.resources.time} job is too short to checkpoint: "
+                                f"give a --time longer than {CHECKPOINT_MARGIN} s")
+            if not 1 <= self.checkpoint_signal <= limit - CHECKPOINT_MARGIN:
+                raise UserError(
+                    f"checkpoint signal {self.checkpoint_signal} s before the limit does not "
+                    f"fit a {self.resources.time} job: give 1 to {limit - CHECKPOINT_MARGIN} "
+                    f"s (the ranks need {CHECKPOINT_MARGIN} s to start), or a longer --time")
         for step in self.steps:
             if step.ntasks is not None and not 1 <= step.ntasks <= self.resources.ntasks:
                 raise UserError(f"a step asks for {step.ntasks} ranks but the job has "
@@ -121,7 +144,7 @@ def render_script(job: JobScript, profile: Profile, mpirun: str = "mpirun") -> s
     options = resources.sbatch_options()
     array = job.array_option()
     log = "slurm-%A_%a" if array else "slurm-%j"
-    options += [array] if array else []
+    options += ([array] if array else []) + job.checkpoint_options()
     options += [f"--output={log}.out", f"--error={log}.err"]
     name = profile.template_name(resources)
     try:
@@ -135,4 +158,4 @@ def render_script(job: JobScript, profile: Profile, mpirun: str = "mpirun") -> s
         launcher_options=(resources.srun_options() if resources.launcher == "srun"
                           else list(resources.launcher_args)),
         ntasks=resources.ntasks, steps=job.steps, is_array=job.is_array,
-        mpirun=mpirun)
+        mpirun=mpirun, requeue_on=EXIT_CHECKPOINTED if job.checkpoint_signal else None)

@@ -74,10 +74,12 @@ def _wait_and_report(job_id: str, folder: Path, spec: RunSpec, timeout: float | 
 
 def submit_workload(spec: RunSpec, resources: Resources, profile: Profile, *, jobs_dir: Path,
                     command: str, dependency: Dependency | None, hold: bool, dry_run: bool,
-                    wait: bool, wait_timeout: float | None, parsable: bool) -> int:
-    """The sbatch engine: a job script running ``hpc run`` under srun (or mpirun)."""
+                    wait: bool, wait_timeout: float | None, parsable: bool,
+                    checkpoint_signal: int | None = None) -> int:
+    """The sbatch engine: a job script running ``hpc run`` under srun (or mpirun); with a
+    checkpoint signal, a run stopped by the time limit is requeued and resumes."""
     step = Step(tuple([python_for(profile), "-m", "hpc", *run_argv(spec)]))
-    job = JobScript(resources, (step,))
+    job = JobScript(resources, (step,), checkpoint_signal=checkpoint_signal)
     if dry_run:
         sys.stdout.write(render_script(job, profile, mpirun_for(profile)))
         say("hpc: dry run: nothing was submitted")

@@ -17,6 +17,8 @@ def run_argv(spec: RunSpec) -> list[str]:
         argv += [f"--{name.replace('_', '-')}", str(value)]
     if spec.out is not None:
         argv += ["--out", str(spec.out)]
+    if spec.checkpoint is not None:
+        argv += ["--checkpoint", str(spec.checkpoint)]
     if spec.quiet:
         argv.append("--quiet")
     return argv
