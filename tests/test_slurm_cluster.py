@@ -43,6 +43,16 @@ def cluster(slurm_env):
         yield slurm_env["SLURM_CONF"]
 
 
+@pytest.fixture(autouse=True)
+def _cancel_leftovers(tmp_path):
+    """A test that fails (or times out) must not leave its jobs running on the cluster."""
+    yield
+    ids = [json.loads(p.read_text()).get("job_id") for p in tmp_path.rglob("job.json")]
+    ids = [i for i in ids if i]
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True, timeout=60, check=False)
+
+
 def hpc(*args: str, timeout: float = 240, env: dict[str, str] | None = None):
     return run_hpc(*args, timeout=timeout, env=env)
 
