@@ -148,6 +148,11 @@ def test_sacct_missing_line_is_a_lag_not_an_end():
       JobState.RUNNING, JobState.REQUEUED, JobState.RUNNING, JobState.COMPLETED], 2),
     ([JobState.PENDING, JobState.PENDING, JobState.RUNNING, JobState.COMPLETED], 0),
     ([JobState.COMPLETED, JobState.RUNNING, JobState.COMPLETED], 1),
+    # a poll that saw it queued before the requeue, and one that only ever saw REQUEUED
+    ([JobState.PENDING, JobState.REQUEUED, JobState.PENDING, JobState.RUNNING,
+      JobState.COMPLETED], 1),
+    ([JobState.REQUEUED, JobState.PENDING, JobState.RUNNING, JobState.COMPLETED], 1),
+    ([JobState.RUNNING, JobState.REQUEUED, JobState.REQUEUE_HOLD, JobState.PENDING], 1),
 ])
 def test_requeues_are_counted_and_never_crash(states, restarts):
     job = walk(states)

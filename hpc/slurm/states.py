@@ -11,9 +11,10 @@ LEFT_QUEUE (seen in ``squeue``, then gone: it ended, but without accounting its 
 no longer known). A job that leaves ``squeue`` is finished, never "lost".
 
 How tracked state moves (``advance``):
-- a state Slurm reports replaces the previous one. A job that ended, or had started,
-  and is then seen queued or running again was requeued (scontrol requeue, preemption,
-  a checkpointing job requeueing itself): counted in ``restarts``.
+- a state Slurm reports replaces the previous one. A requeue (scontrol requeue,
+  preemption, a checkpointing job requeueing itself) is counted in ``restarts`` when
+  REQUEUED is seen, or, if the polls missed it, when a job that ended or had started is
+  seen queued or running again.
 - a job missing from an answer keeps its state, except: with ``squeue`` as the source, a
   job that was seen queued or running has ended (LEFT_QUEUE); a job never seen by either
   source after ``grace_seconds`` becomes UNKNOWN (Slurm has never heard of it).
@@ -184,11 +185,13 @@ def advance(job: Tracked, row: JobRow | None, *, source: str, age_seconds: float
     "squeue"; ``age_seconds`` is the time since submission.
     """
     if row is not None:
-        # Back from an end, or queued again after starting: a requeue, even when the
-        # polls missed the REQUEUED state itself.
-        came_back = job.seen and not row.state.terminal and (
+        # A requeue: REQUEUED (or a requeue hold) newly seen, even as the first report; or,
+        # when the polls missed that state, a job back from an end or queued again after
+        # it had started.
+        requeued = row.state.requeue and not job.state.requeue
+        came_back = job.seen and not row.state.terminal and not job.state.requeue and (
             job.state.terminal or (row.state in QUEUED and job.state not in QUEUED))
-        restarts = job.restarts + came_back
+        restarts = job.restarts + (requeued or came_back)
         note = "" if row.state is not JobState.UNKNOWN else \
             f"state {row.state_text!r} is not one this version knows"
         return replace(job, state=row.state, row=row, seen=True, restarts=restarts, note=note)
