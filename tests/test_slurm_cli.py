@@ -67,9 +67,9 @@ def test_dry_run_resource_options_override_the_profile(tmp_path):
     (("--dependency", "afterok:1;id"), ["not a Slurm job id"]),
     (("--profile", "nosuchsite"), ["unknown profile 'nosuchsite'", "local"]),
     (("--checkpoint-signal", "30"), ["--checkpoint-signal needs --checkpoint FILE.h5"]),
-    (("--checkpoint", "c.h5", "--time", "00:00:04"), ["too short to checkpoint"]),
-    (("--checkpoint", "c.h5", "--time", "1", "--checkpoint-signal", "59"),
-     ["give 1 to 55 s"]),
+    (("--checkpoint", "c.h5", "--time", "00:00:09"), ["too short to checkpoint"]),
+    (("--checkpoint", "c.h5", "--time", "1", "--checkpoint-signal", "55"),
+     ["give 1 to 50 s"]),
     (("--checkpoint", "c.h5", "--engine", "submitit"), ["go with --engine sbatch"]),
     (("--ntasks-per-node", "4", "--size", "1"), ["too small for 4 ranks"]),
 ])

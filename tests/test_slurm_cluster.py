@@ -336,15 +336,15 @@ def test_requeued_job_is_tracked_through_its_restart(cluster, tmp_path):
 @pytest.mark.timeout(660)  # each segment: up to 35 s to the signal, then 30 s held back
 def test_submitted_checkpointing_job_is_requeued_and_resumes(cluster, tmp_path):
     """hpc submit --checkpoint: the template's signal and requeue lines at work (the
-    protocol itself is tested in tests/slurm/test_requeue.py). The run needs about 40 s
-    of compute: longer than the latest signal (35 s in), so it is stopped at least once."""
-    from tests.slurm.test_requeue import SIZE, seconds_per_step
+    protocol itself is tested in tests/slurm/test_requeue.py). The run needs about 55 s
+    of compute: longer than the latest signal (40 s in), so it is stopped at least once."""
+    from tests.slurm.test_requeue import SIZE, TARGET_SECONDS, seconds_per_step
 
-    steps = int(40 / seconds_per_step(tmp_path))
+    steps = int(TARGET_SECONDS / seconds_per_step(tmp_path))
     out, jobs, ckpt = tmp_path / "r.h5", tmp_path / "jobs", tmp_path / "heat.ckpt.h5"
     proc = submit(jobs, "heat2d", "--size", str(SIZE), "--steps", str(steps), "--repeats",
                   "1", "--warmup", "0", "--ntasks-per-node", "2", "--time", "1",
-                  "--checkpoint", str(ckpt), "--checkpoint-signal", "55", "--out", str(out),
+                  "--checkpoint", str(ckpt), "--checkpoint-signal", "50", "--out", str(out),
                   "--wait", "--wait-timeout", "540", timeout=600)
     assert_ok(proc)
     job_id = proc.stdout.split("submitted job ")[1].split()[0]

@@ -44,7 +44,7 @@ CASES = {
                                 "modules": ["gcc/12.3"]}, [heat_step(HOSTILE_OUT)], None),
     "local-checkpoint": ("local", {"ntasks_per_node": 2, "time": "1"},
                          [Step((PYTHON, "-m", "hpc", "run", "heat2d", "--out", "/d/r.h5",
-                                "--checkpoint", "/d/heat.ckpt.h5"))], None, 55),
+                                "--checkpoint", "/d/heat.ckpt.h5"))], None, 50),
 }
 
 
@@ -125,7 +125,7 @@ def test_array_task_runs_its_own_step_only(tmp_path):
 
 def test_checkpointed_step_requeues_the_job(tmp_path):
     text = render_case("local-checkpoint")
-    for option in ("--signal=USR1@55", "--requeue", "--open-mode=append"):
+    for option in ("--signal=USR1@50", "--requeue", "--open-mode=append"):
         assert f"#SBATCH {option}\n" in text
     proc = _run_script(text, tmp_path, {"SLURM_JOB_ID": "61", "STEP_EXIT": "75"})
     assert proc.returncode == 75
@@ -139,8 +139,8 @@ def test_checkpointed_step_requeues_the_job(tmp_path):
 
 def test_checkpoint_signal_must_fit_the_time_limit():
     profile = load_profile("local")
-    for time_limit, signal, phrase in [("1", 56, "give 1 to 55 s"), ("1", 0, "give 1 to 55"),
-                                       ("00:00:05", 1, "too short to checkpoint")]:
+    for time_limit, signal, phrase in [("1", 51, "give 1 to 50 s"), ("1", 0, "give 1 to 50"),
+                                       ("00:00:10", 1, "too short to checkpoint")]:
         job = JobScript(profile.resources.updated(time=time_limit), (heat_step(),),
                         checkpoint_signal=signal)
         with pytest.raises(UserError, match=phrase):

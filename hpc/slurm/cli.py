@@ -74,7 +74,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
             how.add_argument("--checkpoint-signal", type=int, metavar="SECONDS",
                              help="with --checkpoint: Slurm signals the ranks this long before "
                              "the time limit; they save, and the job is requeued and resumes "
-                             "(default: 60, or the limit less 5 s if shorter)")
+                             "(default: 60, or the limit less 10 s if shorter)")
         how.add_argument("--hold", action="store_true", help="submit held (release with "
                          "scontrol release ID)")
         how.add_argument("--dry-run", action="store_true",

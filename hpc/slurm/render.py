@@ -27,8 +27,9 @@ from hpc.slurm.profiles import Profile
 from hpc.slurm.resources import Resources
 
 _SBATCH_OPTION = re.compile(r"--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:=@%+/*\[\]&|()!-]+)?")
-# A signal sent sooner than this after the start may find Python without its handler.
-CHECKPOINT_MARGIN = 5
+# A signal sent sooner than this after the start may find Python without its handler
+# (measured: 5 s was too little on a loaded machine).
+CHECKPOINT_MARGIN = 10
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

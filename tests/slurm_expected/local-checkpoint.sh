@@ -5,7 +5,7 @@
 #SBATCH --cpus-per-task=1
 #SBATCH --time=00:01:00
 #SBATCH --partition=debug
-#SBATCH --signal=USR1@55
+#SBATCH --signal=USR1@50
 #SBATCH --requeue
 #SBATCH --open-mode=append
 #SBATCH --output=slurm-%j.out
