@@ -1,7 +1,7 @@
 """Checkpoint and requeue on a real Slurm cluster, the way docs/CHECKPOINT.md tells.
 
 A heat2d job with a 1-minute limit is sized to need about 55 s of compute; Slurm's
---signal=USR1@55 reaches its ranks 5 to 35 s after the start, before it could finish.
+--signal=USR1@50 reaches its ranks 10 to 40 s after the start, before it could finish.
 They save a checkpoint and exit 75, the batch script requeues the job, and the next
 start resumes. The result must equal, bit for bit, that of the same run uninterrupted.
 The grid is large enough (512^2 for about 512^2 steps) that the field is still far from
@@ -46,7 +46,7 @@ def run_requeueing_job(folder, env, steps: int) -> tuple[str, dict]:
         "rc=$?",
         f'if [ "$rc" -eq {EXIT_CHECKPOINTED} ]; then scontrol requeue "$SLURM_JOB_ID"; fi',
         'exit "$rc"',
-        sbatch=("--ntasks=2", "--time=1", "--signal=USR1@55", "--requeue",
+        sbatch=("--ntasks=2", "--time=1", "--signal=USR1@50", "--requeue",
                 "--open-mode=append"))
     out.unlink(missing_ok=True)
     job = submit(script, folder, env, f"requeue-{steps}")
