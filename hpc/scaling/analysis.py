@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hpc.errors import UserError
 from hpc.scaling.data import Excluded, Measurements, ScalingPoint, group_times, prepare
 from hpc.scaling.estimate import Estimate, boot_means, bootstrap_indices, from_samples
 from hpc.scaling.fits import (
@@ -26,8 +27,11 @@ from hpc.scaling.fits import (
 )
 from hpc.scaling.laws import gustafson_fraction, karp_flatt
 from hpc.scaling.models import MODELS, models_for
+from hpc.scaling.predict import Predictions
 from hpc.scaling.selection import ModelComparison, select_model
 
+# Version of the to_dict() layout; from_dict refuses newer ones.
+ANALYSIS_VERSION = 1
 # Overhead models have 3 parameters: at least 3 rank counts to determine them.
 MIN_RANKS_FOR_OVERHEAD = 3
 
@@ -86,7 +90,7 @@ class StudyAnalysis:
     ci_method: str
     n_boot: int
     seed: int
-    version: int = 1
+    version: int = ANALYSIS_VERSION
 
     @property
     def fits(self) -> list[ModelFit]:
@@ -98,7 +102,7 @@ class StudyAnalysis:
         return next(f for f in self.fits if f.model == self.comparison.selected)
 
     @property
-    def predictions(self):
+    def predictions(self) -> Predictions:
         return self.selected.predictions
 
     def to_dict(self) -> dict:
@@ -116,6 +120,9 @@ class StudyAnalysis:
 
     @classmethod
     def from_dict(cls, d: dict) -> StudyAnalysis:
+        if int(d.get("version", 1)) > ANALYSIS_VERSION:
+            raise UserError(f"this analysis was written by a newer hpc-suite (version "
+                            f"{d['version']}, this one reads {ANALYSIS_VERSION}); upgrade")
         return cls(d["kind"], int(d["baseline_ranks"]), Estimate.from_dict(d["baseline_time"]),
                    [PointStats.from_dict(p) for p in d["points"]], ModelFit.from_dict(d["law"]),
                    [ModelFit.from_dict(f) for f in d["overhead_fits"]],
@@ -151,6 +158,10 @@ def analyse(kind: str, points: list[ScalingPoint], *, n_boot: int = DEFAULT_BOOT
     overhead_fits = []
     if len(meas.groups) >= MIN_RANKS_FOR_OVERHEAD:
         overhead_fits = [fit_model(m, data) for m in models_for(kind)[1:]]
+        if len(meas.groups) == MIN_RANKS_FOR_OVERHEAD:
+            warnings.append("only 3 rank counts: the overhead models pass through every "
+                            "mean, so telling serial code from overhead rests on the repeats "
+                            "alone; measure 5 or more rank counts")
     else:
         warnings.append(f"only {len(meas.groups)} rank counts: an overhead model (3 "
                         "parameters) cannot be fitted, so serial code and overhead cannot be "
@@ -219,7 +230,7 @@ def _superlinear_warnings(points: list[PointStats]) -> list[str]:
     if not fast:
         return []
     return [f"efficiency above 1 at {_ranks_list(fast)} ranks (superlinear: caches, or a "
-            "slow baseline); the fitted serial fraction sits at its bound 0 there"]
+            "slow baseline); this pushes the fitted serial fraction towards its bound 0"]
 
 
 def _fit(kind: str, name: str, ranks: object, times: object, n_boot: int,
