@@ -324,6 +324,13 @@ def test_superlinear_speedup_is_warned_about():
     assert a.law.f == pytest.approx(0.0, abs=1e-6)
 
 
+def test_slower_than_the_baseline_is_warned_about():
+    times = [1.0, 1.3, 1.6]  # e.g. more ranks than cores
+    a = analyse("strong", points(times, ranks=[1, 2, 4], noise=0.01), n_boot=50)
+    assert any("speedup below 1 at 2, 4 ranks" in w for w in a.warnings)
+    assert a.law.f == pytest.approx(1.0, abs=1e-6)
+
+
 # --- serialisation ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["strong", "weak"])

@@ -169,7 +169,7 @@ def analyse(kind: str, points: list[ScalingPoint], *, n_boot: int = DEFAULT_BOOT
                         "(better 5 or more)")
     trend = _karp_flatt_trend(meas, points_out, boot_speedup)
     comparison = select_model(law, overhead_fits, trend)
-    warnings += _superlinear_warnings(points_out)
+    warnings += _speed_warnings(points_out)
     return StudyAnalysis(kind, meas.baseline_ranks, points_out[0].time, points_out, law,
                          overhead_fits, comparison, trend, meas.excluded, warnings,
                          data.ci_method, n_boot, seed)
@@ -224,13 +224,21 @@ def _karp_flatt_trend(meas: Measurements, points: list[PointStats],
                         (e_boot - e_boot.mean(axis=1, keepdims=True)) @ x / (x @ x))
 
 
-def _superlinear_warnings(points: list[PointStats]) -> list[str]:
+def _speed_warnings(points: list[PointStats]) -> list[str]:
+    """Points beyond what the laws can describe: faster than ideal, slower than the baseline."""
+    out = []
     fast = [pt.ranks for pt in points[1:]
             if pt.efficiency.low is not None and pt.efficiency.low > 1.0]
-    if not fast:
-        return []
-    return [f"efficiency above 1 at {_ranks_list(fast)} ranks (superlinear: caches, or a "
-            "slow baseline); this pushes the fitted serial fraction towards its bound 0"]
+    if fast:
+        out.append(f"efficiency above 1 at {_ranks_list(fast)} ranks (superlinear: caches, or "
+                   "a slow baseline); this pushes the fitted serial fraction towards 0")
+    slow = [pt.ranks for pt in points[1:]
+            if pt.speedup.high is not None and pt.speedup.high < 1.0]
+    if slow:
+        out.append(f"speedup below 1 at {_ranks_list(slow)} ranks: slower than the baseline "
+                   "(more ranks than free cores? contention?); this pushes the fitted serial "
+                   "fraction towards 1")
+    return out
 
 
 def _fit(kind: str, name: str, ranks: object, times: object, n_boot: int,

@@ -3,11 +3,11 @@
 Bootstrap: the repeats at each rank count are resampled (with a fixed seed) and the model
 is refitted to every resample; the interval spans the 2.5 and 97.5 percentiles. It sees
 noise that differs between rank counts, but with the usual 3 to 5 repeats it is too narrow
-(measured: 85-95% coverage instead of 95%; docs/SCALING.md).
+(measured: 85-93% coverage instead of 95%; docs/SCALING.md).
 Covariance: parameters are drawn from the multivariate t distribution of the least-squares
 estimate, with the residual variance pooled over all points (t with n - k degrees of
 freedom); percentiles of the draws. Right coverage when the relative noise is alike at
-every rank count (measured: 89-98%).
+every rank count (measured: 90-98%).
 The reported interval is the union of both, so it holds when either assumption does. With
 a single repeat somewhere the bootstrap cannot see that point's noise and only the
 covariance is used. Draws and resamples are clipped to the bounds (0 <= f, alpha <= 1,
