@@ -345,6 +345,16 @@ def test_to_dict_is_plain_json_and_round_trips(kind):
                                a.selected.speedup(np.array([3.0, 100.0])))
 
 
+def test_summary_names_verdict_fraction_predictions_and_exclusions():
+    pts = points(amdahl_time(RANKS, 0.1), noise=0.0, repeats=2)
+    pts.append(ScalingPoint(128, 1000, np.array([1.0]), ok=False, label="lost-128"))
+    text = analyse("strong", pts, n_boot=20).summary()
+    assert "verdict: serial code (model amdahl)" in text
+    assert "amdahl fit: serial fraction f = 0.1" in text
+    assert "max speedup 10" in text and "p > 3.5" in text
+    assert "excluded: lost-128 (128 ranks)" in text
+
+
 def test_a_newer_analysis_layout_is_refused():
     d = analyse("strong", _pts(1, 2, 4), n_boot=20).to_dict()
     d["version"] = 99

@@ -16,7 +16,13 @@ import numpy as np
 
 from hpc.errors import UserError
 from hpc.scaling.data import Excluded, Measurements, ScalingPoint, group_times, prepare
-from hpc.scaling.estimate import Estimate, boot_means, bootstrap_indices, from_samples
+from hpc.scaling.estimate import (
+    Estimate,
+    boot_means,
+    bootstrap_indices,
+    format_estimate,
+    from_samples,
+)
 from hpc.scaling.fits import (
     BOOTSTRAP,
     DEFAULT_BOOT,
@@ -104,6 +110,28 @@ class StudyAnalysis:
     @property
     def predictions(self) -> Predictions:
         return self.selected.predictions
+
+    def summary(self) -> str:
+        """A few lines for the terminal: verdict, fitted fraction, predictions, warnings."""
+        frac = "f" if self.kind == "strong" else "α"
+        pred = self.predictions
+        lines = [f"{self.kind} scaling, baseline p0 = {self.baseline_ranks} "
+                 f"(T = {format_estimate(self.baseline_time)} s), "
+                 f"{len(self.points)} rank counts: {self.points[0].ranks}..{self.points[-1].ranks}",
+                 f"verdict: {self.comparison.verdict} (model {self.selected.model})",
+                 f"{self.law.model} fit: serial fraction {frac} = "
+                 f"{format_estimate(self.law.fraction)} (95% interval)",
+                 f"max speedup {pred.describe_max()}; efficiency < 80%: "
+                 f"{pred.describe_threshold(0.8)}; < 50%: {pred.describe_threshold(0.5)}"]
+        sel = self.selected
+        if sel is not self.law:
+            unit = "per doubling of ranks" if sel.spec.overhead == "log2" else "per added rank"
+            lines.insert(3, f"{sel.model} fit: {frac} = {format_estimate(sel.fraction)}, "
+                            f"overhead c = {format_estimate(sel.overhead)} s {unit}")
+        lines += [f"excluded: {e.label or '?'} ({e.ranks} ranks): {e.reason}"
+                  for e in self.excluded]
+        lines += [f"warning: {w}" for w in self.warnings if "excluded from the fits" not in w]
+        return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {"version": self.version, "kind": self.kind,

@@ -67,6 +67,8 @@ def format_number(x: float | None, digits: int = 3) -> str:
         return "n/a"
     if math.isinf(x):
         return "∞"
+    if abs(x) < 1e-12:  # a parameter at its bound 0 comes back as 1e-19 or so
+        return "0"
     return f"{x:.{digits}g}"
 
 

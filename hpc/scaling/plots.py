@@ -181,7 +181,8 @@ FIGURES = {
     "speedup": (speedup_figure, "Speedup against ranks with the ideal line and the fitted laws"),
     "efficiency": (efficiency_figure, "Parallel efficiency with the 80% and 50% levels"),
     "karp_flatt": (karp_flatt_figure, "Experimentally determined serial fraction"),
-    "phases": (phases_figure, "Time per repeat split into compute and communication"),
+    "phases": (phases_figure, "Time per repeat split into compute and communication (each "
+               "phase is the slowest rank's, so the stack can exceed the measured time)"),
 }
 
 
