@@ -45,8 +45,8 @@ class RunSpec:
 
     def identity(self, params: dict[str, Any], nranks: int) -> ckpt.Identity:
         """What a checkpoint of this run records, to be matched on resume."""
-        return ckpt.Identity(self.workload, self.backend, params, self.repeats,
-                                   self.warmup, nranks)
+        return ckpt.Identity(self.workload, self.backend, params, self.repeats, self.warmup,
+                             nranks)
 
 
 def utc_now() -> str:
@@ -148,61 +148,73 @@ def run_ranks(spec: RunSpec) -> int:
         return code  # not reached
 
 
-def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> int:
+def _repeats(spec: RunSpec, workload: Any, progress: ckpt.Progress, saved: Any,
+             loaded: Any) -> np.ndarray | None:
+    """Warm-up then timed repeats, from where ``progress`` says; this rank's timings
+    [repeat, total + phases], or None when the ranks agreed to stop (``progress`` then
+    says where, for the checkpoint). ``loaded()`` is called once ``saved`` is read."""
     from mpi4py import MPI
 
+    comm, cls = workload.comm, type(workload)
+    timer = PhaseTimer(cls.phases, clock=MPI.Wtime)
+    fail_rank = os.environ.get(FAIL_RANK_ENV)
+    local = np.zeros((spec.repeats, 1 + len(cls.phases)))
+    if saved is not None:
+        local[:len(progress.timings)] = progress.timings
+    # Warm-up and timed repeats are counted together so that a stop can fall in either.
+    for it in range(progress.iteration, spec.warmup + spec.repeats):
+        repeat = it - spec.warmup  # negative while warming up
+        timer.reset()
+        carried = 0.0  # seconds of this repeat spent in earlier segments
+        if saved is not None and it == progress.iteration:
+            workload.load_state(saved)
+            carried, timer.seconds[:] = progress.partial[0], progress.partial[1:]
+            loaded()
+        else:
+            workload.reset()
+        comm.Barrier()
+        t0 = MPI.Wtime()
+        if repeat >= 0 and fail_rank == str(comm.rank):
+            raise RuntimeError(f"injected failure ({FAIL_RANK_ENV}={fail_rank})")
+        workload.execute(timer)
+        elapsed = carried + MPI.Wtime() - t0
+        if workload.stop is not None and workload.stop.agreed:
+            progress.iteration = it
+            progress.timings = local[:max(repeat, 0)]
+            progress.partial = np.concatenate(([elapsed], timer.seconds))
+            return None
+        if repeat >= 0:
+            local[repeat, 0] = elapsed
+            local[repeat, 1:] = timer.seconds
+            if comm.rank == 0 and not spec.quiet and spec.repeats > 1:
+                _say(f"  repeat {repeat + 1}/{spec.repeats}: {elapsed:.4f} s")
+    return local
+
+
+def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> int:
     cls = get_workload(spec.workload)
     workload = cls(comm, params, load_kernels(spec.backend), spec.backend)
     segment_start = utc_now()
     progress = ckpt.Progress(iteration=0, start_utc=segment_start, run_id=uuid.uuid4().hex)
     workload.setup()
     workload.stop = stop
-
-    timer = PhaseTimer(cls.phases, clock=MPI.Wtime)
-    fail_rank = os.environ.get(FAIL_RANK_ENV)
-    local = np.zeros((spec.repeats, 1 + len(cls.phases)))
-    with contextlib.ExitStack() as resources:
+    with contextlib.ExitStack() as checkpoint_file:
         saved = None
         if spec.checkpoint is not None and spec.checkpoint.exists():
-            progress, saved = resources.enter_context(ckpt.load(spec.checkpoint,
-                                                                      comm.rank))
-            local[:len(progress.timings)] = progress.timings
+            opened = ckpt.load(spec.checkpoint, comm.rank)
+            progress, saved = checkpoint_file.enter_context(opened)
             if comm.rank == 0 and not spec.quiet:
                 _say(f"  resuming from {spec.checkpoint} (segment "
                      f"{len(progress.segments_utc) + 1})")
-        # Warm-up repeats, then timed ones, counted together so a stop can fall in either.
-        for it in range(progress.iteration, spec.warmup + spec.repeats):
-            repeat = it - spec.warmup  # negative while warming up
-            timer.reset()
-            carried = 0.0  # seconds of this repeat spent in earlier segments
-            if saved is not None and it == progress.iteration:
-                workload.load_state(saved)
-                carried, timer.seconds[:] = progress.partial[0], progress.partial[1:]
-                resources.close()  # the checkpoint file is read
-            else:
-                workload.reset()
-            comm.Barrier()
-            t0 = MPI.Wtime()
-            if repeat >= 0 and fail_rank == str(comm.rank):
-                raise RuntimeError(f"injected failure ({FAIL_RANK_ENV}={fail_rank})")
-            workload.execute(timer)
-            elapsed = carried + MPI.Wtime() - t0
-            if stop is not None and stop.agreed:
-                progress.iteration = it
-                progress.segments_utc.append((segment_start, utc_now()))
-                progress.timings = local[:max(repeat, 0)]
-                progress.partial = np.concatenate(([elapsed], timer.seconds))
-                ckpt.save(spec.checkpoint, comm, spec.identity(params, comm.size),
-                                progress, workload.save_state())
-                if comm.rank == 0 and not spec.quiet:
-                    _say(f"hpc: stopped on request; state saved to {spec.checkpoint}, start "
-                         f"again to resume (exit {ckpt.EXIT_CHECKPOINTED})")
-                return ckpt.EXIT_CHECKPOINTED
-            if repeat >= 0:
-                local[repeat, 0] = elapsed
-                local[repeat, 1:] = timer.seconds
-                if comm.rank == 0 and not spec.quiet and spec.repeats > 1:
-                    _say(f"  repeat {repeat + 1}/{spec.repeats}: {elapsed:.4f} s")
+        local = _repeats(spec, workload, progress, saved, checkpoint_file.close)
+    if local is None:  # stopped on request
+        progress.segments_utc.append((segment_start, utc_now()))
+        ckpt.save(spec.checkpoint, comm, spec.identity(params, comm.size), progress,
+                  workload.save_state())
+        if comm.rank == 0 and not spec.quiet:
+            _say(f"hpc: stopped on request; state saved to {spec.checkpoint}, start again "
+                 f"to resume (exit {ckpt.EXIT_CHECKPOINTED})")
+        return ckpt.EXIT_CHECKPOINTED
 
     gathered = comm.gather(local, root=0)
     result = workload.collect()

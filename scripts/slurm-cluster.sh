@@ -33,7 +33,6 @@ PROGRAMS=(munged mungekey mariadbd mariadb-install-db mariadb-admin slurmdbd slu
           sbatch srun sacct sacctmgr scontrol sinfo mpirun)
 DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)  # start order; stop is the reverse
 
-die() { echo "slurm-cluster: error: $*" >&2; exit 1; }
 cannot() { echo "slurm-cluster: cannot run here: $*" >&2; exit 3; }
 say() { echo "slurm-cluster: $*" >&2; }
 

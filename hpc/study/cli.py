@@ -94,7 +94,7 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _report(path: Path, fmt: str, out: Path | None) -> int:
-    from hpc.report import write_report
+    from hpc.scaling import write_report
     from hpc.study.analyse import analyse_study_file
 
     spec, analysis, meta = analyse_study_file(path)

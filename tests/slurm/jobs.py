@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -57,3 +59,13 @@ def wait_final(job: str, env: dict[str, str], timeout: float) -> str:
         time.sleep(1)
     subprocess.run(["scancel", job], env=env, timeout=60, check=False)
     raise AssertionError(f"job {job} still {state} after {timeout:.0f} s (cancelled)")
+
+
+@contextlib.contextmanager
+def cancelled_on_failure(job: str, env: dict[str, str]) -> Iterator[str]:
+    """Cancel the job if the test fails or times out, so it does not run on after it."""
+    try:
+        yield job
+    except BaseException:
+        subprocess.run(["scancel", job], env=env, timeout=60, check=False)
+        raise

@@ -1,0 +1,200 @@
+"""The input of the analysis: measured points, checked and grouped by rank count.
+
+Bad input stops here with a message naming the point, before anything is fitted: a
+fit through a zero or NaN time would be silently wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hpc.errors import UserError
+
+KINDS = ("strong", "weak")
+
+
+@dataclass
+class ScalingPoint:
+    """One measured point of a study (one run, or several runs at the same rank count).
+
+    ``times`` holds one time per timed repeat, in seconds: the run's time for that repeat
+    (the maximum over ranks). ``phase_times`` maps phase names to seconds per repeat.
+    Points with ``ok=False`` (the run failed or its result did not verify) are listed as
+    excluded and never fitted.
+    """
+
+    ranks: int
+    size: int
+    times: np.ndarray
+    phase_times: dict[str, np.ndarray] = field(default_factory=dict)
+    ok: bool = True
+    label: str = ""
+
+
+@dataclass
+class Excluded:
+    """A point left out of the analysis, and why."""
+
+    label: str
+    ranks: int
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "ranks": self.ranks, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Excluded:
+        return cls(label=d["label"], ranks=int(d["ranks"]), reason=d["reason"])
+
+
+@dataclass
+class RankGroup:
+    """All accepted repeats at one rank count (several points at one rank count pool)."""
+
+    ranks: int
+    size: int
+    times: np.ndarray                       # seconds, every repeat
+    phase_times: dict[str, np.ndarray]      # phase -> seconds, aligned with ``times``
+    labels: list[str]
+
+
+@dataclass
+class Measurements:
+    """Accepted data in ascending rank order; the first group is the baseline."""
+
+    kind: str
+    groups: list[RankGroup]
+    excluded: list[Excluded]
+    warnings: list[str]
+
+    @property
+    def ranks(self) -> np.ndarray:
+        return np.array([g.ranks for g in self.groups], dtype=float)
+
+    @property
+    def baseline_ranks(self) -> int:
+        return self.groups[0].ranks
+
+
+def _name(point: ScalingPoint, index: int) -> str:
+    return f"point {index} ({point.label or 'no label'}, {point.ranks} ranks)"
+
+
+def _checked_times(values: object, what: str) -> np.ndarray:
+    try:
+        times = np.asarray(values, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise UserError(f"{what}: times must be numbers in seconds, got {values!r}") from None
+    if times.size == 0:
+        raise UserError(f"{what}: no timed repeats; re-run it with --repeats 1 or more, "
+                        "or mark it failed (ok=False)")
+    bad = ~np.isfinite(times) | (times <= 0)
+    if bad.any():
+        shown = ", ".join(repr(float(t)) for t in times[bad][:3])
+        raise UserError(f"{what}: times must be positive and finite, got {shown}; a zero or "
+                        "NaN time means the run did not time anything: mark it failed "
+                        "(ok=False) or re-run it")
+    return times
+
+
+def _checked_phases(phases: dict, n: int, what: str) -> dict[str, np.ndarray]:
+    out = {}
+    for name, values in phases.items():
+        try:
+            arr = np.asarray(values, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            raise UserError(f"{what}: phase {name!r} times must be numbers") from None
+        if arr.size != n:
+            raise UserError(f"{what}: phase {name!r} has {arr.size} values for {n} repeats")
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise UserError(f"{what}: phase {name!r} times must be finite and not negative")
+        out[str(name)] = arr
+    return out
+
+
+def prepare(kind: str, points: list[ScalingPoint], sizes_known: bool = True) -> Measurements:
+    """Check the points, drop failed ones (listed with the reason) and pool by rank count."""
+    if kind not in KINDS:
+        raise UserError(f"unknown study kind {kind!r}; use one of: {', '.join(KINDS)}")
+    excluded: list[Excluded] = []
+    by_ranks: dict[int, list[tuple[ScalingPoint, np.ndarray, dict]]] = {}
+    for i, point in enumerate(points):
+        what = _name(point, i)
+        if not isinstance(point.ranks, (int, np.integer)) or point.ranks < 1:
+            raise UserError(f"{what}: ranks must be a positive whole number")
+        if not point.ok:
+            excluded.append(Excluded(point.label, int(point.ranks),
+                                     "the run failed or its result did not verify"))
+            continue
+        times = _checked_times(point.times, what)
+        phases = _checked_phases(point.phase_times or {}, times.size, what)
+        by_ranks.setdefault(int(point.ranks), []).append((point, times, phases))
+
+    warnings: list[str] = []
+    if excluded:
+        warnings.append(f"{len(excluded)} failed or unverified point(s) excluded from the "
+                        "fits: " + ", ".join(f"{e.label or '?'} ({e.ranks} ranks)"
+                                            for e in excluded))
+    if len(by_ranks) < 2:
+        have = ", ".join(str(r) for r in sorted(by_ranks)) or "none"
+        raise UserError(f"a scaling analysis needs at least 2 distinct rank counts with "
+                        f"successful runs; have: {have} ({len(excluded)} point(s) excluded "
+                        "as failed); add points at other rank counts or re-run the failed ones")
+    groups = [_pool(r, entries) for r, entries in sorted(by_ranks.items())]
+    if sizes_known:
+        _check_sizes(kind, groups)
+    smallest_failed = [e.ranks for e in excluded if e.ranks < groups[0].ranks]
+    if smallest_failed:
+        warnings.append(f"the smallest rank count {min(smallest_failed)} failed: the baseline "
+                        f"is the smallest successful one, p0 = {groups[0].ranks}")
+    if sizes_known and kind == "weak" and len({g.size for g in groups}) == 1:
+        warnings.append("weak scaling, but every point has the same size "
+                        f"{groups[0].size}: is this a strong-scaling study?")
+    return Measurements(kind, groups, excluded, warnings)
+
+
+def _pool(ranks: int, entries: list) -> RankGroup:
+    sizes = {int(p.size) for p, _, _ in entries}
+    if len(sizes) > 1:
+        labels = ", ".join(p.label or "?" for p, _, _ in entries)
+        raise UserError(f"points at {ranks} ranks ({labels}) have different sizes "
+                        f"{sorted(sizes)}; one rank count needs one size")
+    names = set(entries[0][2])
+    if any(set(ph) != names for _, _, ph in entries):
+        raise UserError(f"points at {ranks} ranks record different phases; "
+                        "they cannot be pooled")
+    times = np.concatenate([t for _, t, _ in entries])
+    phases = {n: np.concatenate([ph[n] for _, _, ph in entries]) for n in sorted(names)}
+    return RankGroup(ranks, sizes.pop(), times, phases, [p.label for p, _, _ in entries])
+
+
+def _check_sizes(kind: str, groups: list[RankGroup]) -> None:
+    if kind == "strong" and len({g.size for g in groups}) > 1:
+        listed = ", ".join(f"{g.ranks} ranks: {g.size}" for g in groups)
+        raise UserError(f"strong scaling keeps the problem size fixed, but the points have "
+                        f"different sizes ({listed}); analyse it as weak scaling or drop the "
+                        "points of the other size")
+
+
+def group_times(kind: str, ranks: object, times: object) -> Measurements:
+    """Measurements from bare ``ranks`` and ``times`` (for the ``fit_*`` functions).
+
+    ``times[i]`` is one time or a sequence of repeats measured at ``ranks[i]``; a rank
+    count may appear more than once (its repeats pool).
+    """
+    ranks = list(np.asarray(ranks).reshape(-1))
+    times = list(times) if np.ndim(times) > 0 else [times]
+    if len(ranks) != len(times):
+        raise UserError(f"got {len(ranks)} rank counts but {len(times)} sets of times")
+    for r in ranks:
+        try:
+            whole = float(r).is_integer()
+        except (TypeError, ValueError):
+            whole = False
+        if not whole:
+            raise UserError(f"rank counts must be whole numbers, got {r!r}")
+    points = [ScalingPoint(ranks=int(r), size=0, times=np.atleast_1d(t), label=f"#{i}")
+              for i, (r, t) in enumerate(zip(ranks, times, strict=True))]
+    return prepare(kind, points, sizes_known=False)

@@ -1,0 +1,117 @@
+"""Which model the data support, by AICc, and what that means for the user in words.
+
+The law (Amdahl or Gustafson) is nested in each overhead model (c = 0). An overhead model
+is preferred only when it lowers AICc by more than 2 (Burnham & Anderson: less than 2 is
+no real difference, so the simpler law stands). The verdict is "serial code" (the loss is
+a fixed serial fraction) or "overhead growing with ranks"; "undetermined" when no overhead
+model could be fitted (fewer than 3 rank counts).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hpc.scaling.estimate import Estimate, finite_or_none, format_estimate
+from hpc.scaling.fits import ModelFit
+
+SERIAL = "serial code"
+OVERHEAD = "overhead growing with ranks"
+UNDETERMINED = "undetermined"
+# An overhead model must beat the law by more than this much AICc to be preferred.
+DELTA_MIN = 2.0
+
+
+@dataclass
+class ModelComparison:
+    """Scores of every fitted model and the verdict.
+
+    ``delta`` is criterion(law) - criterion(best overhead model): positive favours overhead.
+    ``scores[name]`` holds aic, aicc, bic, delta (from the best) and the Akaike weight.
+    """
+
+    criterion: str
+    scores: dict[str, dict[str, float | None]]
+    selected: str
+    verdict: str
+    delta: float | None
+    support: str
+    explanation: str
+
+    def to_dict(self) -> dict:
+        return {"criterion": self.criterion, "scores": self.scores, "selected": self.selected,
+                "verdict": self.verdict, "delta": finite_or_none(self.delta),
+                "support": self.support, "explanation": self.explanation}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelComparison:
+        return cls(d["criterion"], d["scores"], d["selected"], d["verdict"], d["delta"],
+                   d["support"], d["explanation"])
+
+
+def _support(delta: float) -> str:
+    if delta > 10:
+        return "strong"
+    if delta > 4:
+        return "moderate"
+    if delta > DELTA_MIN:
+        return "weak"
+    return "none"
+
+
+def _scores(fits: list[ModelFit], key: str) -> dict[str, dict[str, float | None]]:
+    best = min(getattr(f, key) for f in fits)
+    raw = {f.model: getattr(f, key) - best for f in fits}
+    total = sum(math.exp(-d / 2) for d in raw.values())
+    return {f.model: {"aic": finite_or_none(f.aic), "aicc": finite_or_none(f.aicc),
+                      "bic": finite_or_none(f.bic), "delta": finite_or_none(raw[f.model]),
+                      "weight": math.exp(-raw[f.model] / 2) / total}
+            for f in fits}
+
+
+def _trend_sentence(kind: str, trend: Estimate | None) -> str:
+    if trend is None or trend.value is None:
+        return ""
+    name = "Karp–Flatt's e" if kind == "strong" else "The experimental serial fraction α_e"
+    slope = f"{format_estimate(trend)} per doubling of ranks"
+    if trend.low is not None and trend.low > 0:
+        return f" {name} rises with p ({slope}): the signature of overhead."
+    if trend.high is not None and trend.high < 0:
+        return (f" {name} falls with p ({slope}): the loss grows more slowly than a fixed "
+                "serial fraction predicts (cache effects at higher p?).")
+    return f" {name} is flat within its interval ({slope}), as a fixed serial fraction predicts."
+
+
+def select_model(law: ModelFit, overhead_fits: list[ModelFit],
+                 trend: Estimate | None) -> ModelComparison:
+    """Compare the law with the overhead models and say which the data support."""
+    fits = [law, *overhead_fits]
+    key = "aicc" if all(math.isfinite(f.aicc) for f in fits) else "aic"
+    criterion = "AICc" if key == "aicc" else "AIC (too few repeats for AICc)"
+    scores = _scores(fits, key)
+    frac = "f" if law.kind == "strong" else "α"
+    law_text = f"{frac} = {format_estimate(law.fraction)}"
+    trend_text = _trend_sentence(law.kind, trend)
+    if not overhead_fits:
+        return ModelComparison(criterion, scores, law.model, UNDETERMINED, None, "none",
+                               f"Only the {law.model} law could be fitted ({law_text}); with "
+                               "fewer than 3 rank counts serial code and overhead look alike."
+                               + trend_text)
+    best = min(overhead_fits, key=lambda f: getattr(f, key))
+    delta = getattr(law, key) - getattr(best, key)
+    support = _support(delta)
+    name = criterion.split()[0]
+    if delta > DELTA_MIN:
+        c = format_estimate(best.overhead)
+        unit = "s per doubling of ranks" if best.spec.overhead == "log2" else "s per added rank"
+        text = (f"The data support {best.spec.meaning} ({best.model}, Δ{name} = {delta:.1f}, "
+                f"{support} support): the efficiency lost is overhead that grows with the "
+                f"ranks (c = {c} {unit}), not only serial code; that model keeps "
+                f"{frac} = {format_estimate(best.fraction)}.")
+        return ModelComparison(criterion, scores, best.model, OVERHEAD, delta, support,
+                               text + trend_text)
+    text = (f"The data support {law.spec.meaning} ({law_text}): serial code. An overhead term "
+            f"growing with ranks does not improve the fit enough (best: {best.model}, "
+            f"Δ{name} = {delta:.1f} ≤ {DELTA_MIN:g}).")
+    return ModelComparison(criterion, scores, law.model, SERIAL, delta, support,
+                           text + trend_text)
