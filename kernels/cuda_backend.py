@@ -310,6 +310,12 @@ def nbody_accel(pos_local: Any, pos_all: Any, mass_all: Any, eps2: float, acc_ou
     n, n_all = pos_local.shape[1], pos_all.shape[1]
     if n == 0:
         return
+    if n_all == 0:  # no sources: no force (an empty device array has no memory to pass)
+        if isinstance(acc_out, GPUArray):
+            drv.memset_d8(_ptr(acc_out), 0, acc_out.nbytes)
+        else:
+            acc_out[...] = 0.0
+        return
     dtype = PRECISIONS[precision]
     targets, sources = empty((n, 4), dtype), empty((n_all, 4), dtype)
     nbody_pack_device(_on_device(pos_local, np.float64, "pos_local"), None, targets)
