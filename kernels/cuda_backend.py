@@ -139,6 +139,13 @@ def _on_device(a: Any, dtype: Any, name: str) -> GPUArray:
     return to_device(a, dtype)
 
 
+def _require(dtype: Any, **arrays: GPUArray) -> None:
+    """The *_device helpers take C-contiguous GPUArrays of the kernels' element type."""
+    for name, a in arrays.items():
+        if not isinstance(a, GPUArray) or a.dtype != np.dtype(dtype) or not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype)} GPUArray")
+
+
 def _check_output(a: Any, dtype: Any, name: str) -> None:
     if isinstance(a, np.ndarray) and (a.dtype != np.dtype(dtype) or not a.flags.c_contiguous):
         raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype)} array")
@@ -147,6 +154,15 @@ def _check_output(a: Any, dtype: Any, name: str) -> None:
 def _copy_back(host: Any, device: GPUArray) -> None:
     if isinstance(host, np.ndarray) and device.size:
         device.get(host)
+
+
+def _finish(*arguments: Any) -> None:
+    """Wait for the kernels if any argument was a host array: its temporary device copy
+    (held by the caller's locals until it returns) must outlive the kernels that read it.
+    Never pass such a copy inline (``_ptr(_on_device(a))``): it would be freed before the
+    launch, and the next allocation could reuse its memory."""
+    if any(isinstance(a, np.ndarray) for a in arguments):
+        synchronize()
 
 
 def _fits_int32(*values: int) -> None:
@@ -205,6 +221,7 @@ def _heat2d(u: Any, out: Any, residual: bool) -> float:
         _function("heat2d", "heat2d_step").prepared_call(
             grid, (HEAT_BLOCK, 1, 1), _ptr(u_d), _ptr(out_d), nx, ny)
     _copy_back(out, out_d)
+    _finish(u, out)
     return total
 
 
@@ -234,6 +251,7 @@ def heat2d_edge_layout(nx: int, ny: int) -> dict[str, slice]:
 
 def heat2d_pack_edges_device(u: GPUArray, edges: GPUArray) -> None:
     """Copy the interior's outermost rows and columns of ``u`` into ``edges``."""
+    _require(np.float64, u=u, edges=edges)
     nx, ny = u.shape[0] - 2, u.shape[1] - 2
     if edges.size != 2 * (nx + ny):
         raise ValueError("edges must hold 2 * (nx + ny) doubles")
@@ -243,6 +261,7 @@ def heat2d_pack_edges_device(u: GPUArray, edges: GPUArray) -> None:
 
 def heat2d_unpack_halo_device(halo: GPUArray, u: GPUArray, sides: int) -> None:
     """Copy the parts of ``halo`` named by ``sides`` (HALO_* flags) into u's halo."""
+    _require(np.float64, halo=halo, u=u)
     nx, ny = u.shape[0] - 2, u.shape[1] - 2
     if halo.size != 2 * (nx + ny):
         raise ValueError("halo must hold 2 * (nx + ny) doubles")
@@ -268,15 +287,17 @@ def _check_nbody_shapes(pos_local: Any, pos_all: Any, mass_all: Any) -> None:
 def nbody_pack_device(pos: GPUArray, mass: GPUArray | None, bodies: GPUArray) -> None:
     """Pack positions (3, n) and masses (n; None: zeros) into bodies (n, 4) rows
     [x, y, z, m] of bodies' dtype (float64, or float32 for the fast kernel)."""
+    _require(np.float64, pos=pos, **({} if mass is None else {"mass": mass}))
+    _require(np.float32 if bodies.dtype == np.float32 else np.float64, bodies=bodies)
     n = pos.shape[1]
-    if bodies.shape != (n, 4) or mass is not None and mass.size != n:
+    if pos.shape[0] != 3 or bodies.shape != (n, 4) or mass is not None and mass.size != n:
         raise ValueError("bodies must be (n, 4) and mass (n,) for positions (3, n)")
     if n == 0:
         return
     name = "nbody_pack_f64" if bodies.dtype == np.float64 else "nbody_pack_f32"
     _function("nbody", name).prepared_call(
         (_blocks(n, BLOCK), 1), (BLOCK, 1, 1), _ptr(pos), 0 if mass is None else _ptr(mass),
-        _ptr(bodies), n, pos.strides[0] // 8)
+        _ptr(bodies), n, n)
 
 
 def nbody_accel_bodies_device(targets: GPUArray, sources: GPUArray, eps2: float,
@@ -317,14 +338,17 @@ def nbody_accel(pos_local: Any, pos_all: Any, mass_all: Any, eps2: float, acc_ou
             acc_out[...] = 0.0
         return
     dtype = PRECISIONS[precision]
+    local_d = _on_device(pos_local, np.float64, "pos_local")
+    all_d = _on_device(pos_all, np.float64, "pos_all")
+    mass_d = _on_device(mass_all, np.float64, "mass_all")
     targets, sources = empty((n, 4), dtype), empty((n_all, 4), dtype)
-    nbody_pack_device(_on_device(pos_local, np.float64, "pos_local"), None, targets)
-    nbody_pack_device(_on_device(pos_all, np.float64, "pos_all"),
-                      _on_device(mass_all, np.float64, "mass_all"), sources)
+    nbody_pack_device(local_d, None, targets)
+    nbody_pack_device(all_d, mass_d, sources)
     acc_d = _on_device(acc_out, np.float64, "acc_out") if isinstance(acc_out, GPUArray) \
         else empty((3, n))
     nbody_accel_bodies_device(targets, sources, eps2, acc_d)
     _copy_back(acc_out, acc_d)
+    _finish(pos_local, pos_all, mass_all)
 
 
 def nbody_potential(pos_local: Any, mass_local: Any, offset: int, pos_all: Any, mass_all: Any,
@@ -339,10 +363,12 @@ def nbody_potential(pos_local: Any, mass_local: Any, offset: int, pos_all: Any, 
         raise ValueError("the local bodies must be pos_all[:, offset:offset + n]")
     if n == 0:
         return 0.0
+    local_d = _on_device(pos_local, np.float64, "pos_local")
+    all_d = _on_device(pos_all, np.float64, "pos_all")
+    mass_d = _on_device(mass_all, np.float64, "mass_all")
     targets, sources = empty((n, 4)), empty((n_all, 4))
-    nbody_pack_device(_on_device(pos_local, np.float64, "pos_local"), None, targets)
-    nbody_pack_device(_on_device(pos_all, np.float64, "pos_all"),
-                      _on_device(mass_all, np.float64, "mass_all"), sources)
+    nbody_pack_device(local_d, None, targets)
+    nbody_pack_device(all_d, mass_d, sources)
     pot = empty(n)
     _function("nbody", "nbody_potential_f64").prepared_call(
         (_blocks(n, NBODY_TILE), 1), (NBODY_TILE, 1, 1), _ptr(targets), _ptr(sources),
@@ -353,6 +379,7 @@ def nbody_potential(pos_local: Any, mass_local: Any, offset: int, pos_all: Any, 
 
 def nbody_kick_device(vel: GPUArray, acc: GPUArray, h: float) -> None:
     """vel += h * acc, rounded as numpy's ``vel += h * acc``."""
+    _require(np.float64, vel=vel, acc=acc)
     if vel.shape != acc.shape:
         raise ValueError("vel and acc must have the same shape")
     if vel.size:
@@ -364,6 +391,7 @@ def nbody_kick_device(vel: GPUArray, acc: GPUArray, h: float) -> None:
 def nbody_drift_device(pos_all: GPUArray, vel: GPUArray, dt: float, first: int) -> None:
     """pos_all[:, first:first + n] += dt * vel for vel (3, n), rounded as numpy's
     ``pos + dt * vel``."""
+    _require(np.float64, pos_all=pos_all, vel=vel)
     n, n_all = vel.shape[1], pos_all.shape[1]
     if vel.shape[0] != 3 or pos_all.shape[0] != 3 or not 0 <= first <= n_all - n:
         raise ValueError("vel must be (3, n) and fit into pos_all (3, N) at first")
@@ -402,7 +430,7 @@ def kmeans_assign(points: Any, centroids: Any, labels_out: Any) -> float:
     _function("kmeans", "kmeans_assign").prepared_call(
         (blocks, 1), (BLOCK, 1, 1), _ptr(points_d), _ptr(centroids_d), _ptr(labels_d),
         _ptr(partials), n, d, k, int(staged), shared_size=k * d * 8 if staged else 0)
-    inertia = float(partials.get().sum())
+    inertia = float(partials.get().sum())  # waits for the kernel
     _copy_back(labels_out, labels_d)
     return inertia
 
@@ -433,23 +461,27 @@ def kmeans_accumulate(points: Any, labels: Any, sums_out: Any, counts_out: Any) 
         drv.memset_d8(_ptr(sums_d), 0, sums_d.nbytes)
         drv.memset_d8(_ptr(counts_d), 0, counts_d.nbytes)
     else:
+        points_d = _on_device(points, np.float64, "points")
+        labels_d = _on_device(labels, np.int64, "labels")
         blocks = _blocks(n, KMEANS_CHUNK)
         part_sums = scratch("kmeans_part_sums", blocks * k * d, np.float64)
         part_counts = scratch("kmeans_part_counts", blocks * k, np.int64)
         _function("kmeans", "kmeans_partial_sums").prepared_call(
-            (blocks, 1), (BLOCK, 1, 1), _ptr(_on_device(points, np.float64, "points")),
-            _ptr(_on_device(labels, np.int64, "labels")), _ptr(part_sums), _ptr(part_counts),
-            n, d, k)
+            (blocks, 1), (BLOCK, 1, 1), _ptr(points_d), _ptr(labels_d), _ptr(part_sums),
+            _ptr(part_counts), n, d, k)
         _function("kmeans", "kmeans_reduce_partials").prepared_call(
             (_blocks(k * d, BLOCK), 1), (BLOCK, 1, 1), _ptr(part_sums), _ptr(part_counts),
             _ptr(sums_d), _ptr(counts_d), blocks, d, k)
     _copy_back(sums_out, sums_d)
     _copy_back(counts_out, counts_d)
+    _finish(points, labels)
 
 
 def kmeans_update_device(sums: GPUArray, counts: GPUArray, centroids: GPUArray) -> None:
     """centroids = sums / counts for clusters with members (numpy's rounding); empty
     clusters keep their centroid."""
+    _require(np.float64, sums=sums, centroids=centroids)
+    _require(np.int64, counts=counts)
     k, d = centroids.shape
     if sums.shape != (k, d) or counts.shape != (k,):
         raise ValueError("sums must be (k, d) and counts (k,) for centroids (k, d)")

@@ -119,7 +119,8 @@ def test_heat2d_halo_pack_and_unpack(cu, rng):
     assert np.array_equal(e[part["first_col"]], u[1:-1, 1])
     assert np.array_equal(e[part["last_col"]], u[1:-1, ny])
     halo = rng.random(2 * (nx + ny))
-    cu.heat2d_unpack_halo_device(cu.to_device(halo), u_d, cu.HALO_TOP | cu.HALO_RIGHT)
+    halo_d = cu.to_device(halo)  # held until the kernel is done (not inline)
+    cu.heat2d_unpack_halo_device(halo_d, u_d, cu.HALO_TOP | cu.HALO_RIGHT)
     expected = u.copy()
     expected[0, 1:-1] = halo[part["first_row"]]
     expected[1:-1, ny + 1] = halo[part["last_col"]]
@@ -201,7 +202,8 @@ def test_kmeans_accumulate_and_update(cu, nb, rng):
     assert np.allclose(sums_cu, sums, rtol=1e-12, atol=1e-12)
     centroids = rng.normal(size=(k, d))
     centroids_d = cu.to_device(centroids)
-    cu.kmeans_update_device(cu.to_device(sums), cu.to_device(counts), centroids_d)
+    sums_d, counts_d = cu.to_device(sums), cu.to_device(counts, np.int64)
+    cu.kmeans_update_device(sums_d, counts_d, centroids_d)
     filled = counts > 0
     centroids[filled] = sums[filled] / counts[filled, None]  # lloyd's numpy update
     assert np.array_equal(centroids_d.get(), centroids)
