@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hpc import __version__, cuda_cli
 from hpc.errors import UserError
+from hpc.study.cli import add_study_parsers
 from hpc.workloads import WORKLOADS
 from kernels import BACKENDS
 
@@ -54,7 +55,8 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
         own = p.add_argument_group(f"{cls.name} options")
         for param in cls.params:
             own.add_argument(f"--{param.option}", dest=f"param_{param.name}", type=param.type,
-                             default=None, metavar=param.type.__name__.upper(),
+                             default=None, choices=param.choices,
+                             metavar=None if param.choices else param.type.__name__.upper(),
                              help=f"{param.help} (default: {param.default})")
         p.set_defaults(handler=cmd_run)
 
@@ -144,7 +146,7 @@ def _cmd_show(args: argparse.Namespace, argv: list[str]) -> int:
 
 # Each entry adds its subcommands to the parser and sets `handler` (args, argv) -> exit code.
 # Feature modules register here with one line, keeping this file free of their details.
-PARSER_BUILDERS = [_add_run_parser, _add_tool_parsers, cuda_cli.add_parsers]
+PARSER_BUILDERS = [_add_run_parser, _add_tool_parsers, add_study_parsers, cuda_cli.add_parsers]
 
 
 def main(argv: list[str] | None = None) -> int:

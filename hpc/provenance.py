@@ -72,21 +72,8 @@ def mpi_library_version() -> str:
     return MPI.Get_library_version().replace("\x00", "").strip()
 
 
-def collect(comm: Any) -> dict[str, Any]:
-    """Collective: provenance of this run on rank 0 (an empty dict elsewhere)."""
-    from mpi4py import MPI
-
-    hostnames = comm.gather(MPI.Get_processor_name(), root=0)
-    if comm.rank != 0:
-        return {}
+def _process_info() -> dict[str, Any]:
     info: dict[str, Any] = {
-        "hostnames": hostnames,
-        "mpi_library_version": mpi_library_version(),
-        "mpi_standard_version": "{}.{}".format(*MPI.Get_version()),
-        # What the user typed: set by the launcher; else this process's own arguments.
-        "command_line": (os.environ.get("HPC_LAUNCH_COMMAND")
-                         or shlex.join(["hpc", *sys.argv[1:]])),
-        "rank_command_line": shlex.join([sys.executable, *sys.argv]),
         "working_directory": os.getcwd(),
         "platform": platform.platform(),
         "packages": package_versions(),
@@ -95,3 +82,27 @@ def collect(comm: Any) -> dict[str, Any]:
     }
     info.update(git_state())
     return info
+
+
+def collect_local(command_line: str) -> dict[str, Any]:
+    """Provenance of a program this process ran (no MPI here: an external command)."""
+    return {"hostnames": [platform.node()], "command_line": command_line, **_process_info()}
+
+
+def collect(comm: Any) -> dict[str, Any]:
+    """Collective: provenance of this run on rank 0 (an empty dict elsewhere)."""
+    from mpi4py import MPI
+
+    hostnames = comm.gather(MPI.Get_processor_name(), root=0)
+    if comm.rank != 0:
+        return {}
+    return {
+        "hostnames": hostnames,
+        "mpi_library_version": mpi_library_version(),
+        "mpi_standard_version": "{}.{}".format(*MPI.Get_version()),
+        # What the user typed: set by the launcher; else this process's own arguments.
+        "command_line": (os.environ.get("HPC_LAUNCH_COMMAND")
+                         or shlex.join(["hpc", *sys.argv[1:]])),
+        "rank_command_line": shlex.join([sys.executable, *sys.argv]),
+        **_process_info(),
+    }

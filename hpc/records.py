@@ -115,8 +115,10 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def append_run(path: str | os.PathLike[str], record: RunRecord) -> str:
-    """Append ``record`` to the HDF5 file at ``path`` (created if needed); returns its group."""
+@contextlib.contextmanager
+def edit_file(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """Open a copy of ``path`` (created if needed) for writing; on success it replaces
+    ``path`` atomically. Any failure, or a kill at any moment, leaves ``path`` as it was."""
     path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(path.parent):
@@ -128,14 +130,20 @@ def append_run(path: str | os.PathLike[str], record: RunRecord) -> str:
                 shutil.copymode(path, tmp)
             with h5py.File(tmp, "a") as f:
                 _init_file(f)
-                runs = f.require_group("runs")
-                name = f"runs/{len(runs) + 1:06d}"
-                _write_run(f.create_group(name), record)
+                yield f
             _fsync(tmp)
             os.replace(tmp, path)
             _fsync(path.parent)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def append_run(path: str | os.PathLike[str], record: RunRecord) -> str:
+    """Append ``record`` to the HDF5 file at ``path`` (created if needed); returns its group."""
+    with edit_file(path) as f:
+        runs = f.require_group("runs")
+        name = f"runs/{len(runs) + 1:06d}"
+        _write_run(f.create_group(name), record)
     return name
 
 

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# The demo: every workload on 1 and 2 ranks, one HDF5 record file per workload in
-# results/, then a table of all the runs. Run by `make demo` (which sets up .venv first).
+# The demo: a real local scaling study, strong and weak, each ending with an HTML report
+# (plots embedded) beside its study file in results/. Run by `make demo` (which sets up
+# .venv first). A rerun resumes: points already recorded are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p results
-workloads=(pi heat2d nbody kmeans amdahl)
-for w in "${workloads[@]}"; do rm -f "results/demo-$w.h5"; done
-for w in "${workloads[@]}"; do
-  for np in 1 2; do
-    hpc run "$w" --np "$np" --repeats 3 --out "results/demo-$w.h5" --timeout 600
-  done
+for study in demo-strong demo-weak; do
+  echo
+  echo "=== scaling study: $study ==="
+  hpc study run "$study" --out "results/$study.h5"
 done
 echo
-files=(); for w in "${workloads[@]}"; do files+=("results/demo-$w.h5"); done
-hpc show "${files[@]}"
+hpc show results/demo-strong.h5 results/demo-weak.h5
 echo
-echo "Run records: results/demo-*.h5 (open them with h5py or h5dump; schema in docs/SCHEMA.md)"
+echo "Reports (open in a browser):"
+for study in demo-strong demo-weak; do echo "  $PWD/results/$study.html"; done
+echo "Study files: results/demo-*.h5 (schema in docs/SCHEMA.md, studies in docs/STUDIES.md)"

@@ -1,11 +1,15 @@
 """A synthetic workload with a declared serial fraction, to validate the scaling analysis.
 
-Of ``work`` units of busy compute (no sleep), a share ``serial_fraction`` runs on rank 0
+Of ``work`` units of busy compute, a share ``serial_fraction`` runs on rank 0
 alone while the other ranks wait, then the rest is shared by all ranks. With per-unit
 time t, T(p) = t*W*(f + (1-f)/p): Amdahl's law with serial fraction f.
 
 Waiting ranks poll a non-blocking barrier and sleep in between, so that they do not
 steal the core of rank 0 when ranks outnumber cores (MPI's own barrier spins).
+
+With ``--unit sleep`` a unit is 1 ms of sleep instead: work that does not compete for
+cores, so the law holds with more ranks than cores (validating the analysis on a laptop
+or a 2-core CI machine). The serial share is then measured from wall time, not CPU time.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class Amdahl(Workload):
         Param("work", int, 600, "total work W in units of about 1 ms of compute", minimum=1),
         Param("serial_fraction", float, 0.1, "serial fraction f, run on rank 0 alone",
               minimum=0.0, maximum=1.0),
+        Param("unit", str, "compute", "a unit of work: about 1 ms of busy compute, or 1 ms "
+              "of sleep (scales with ranks beyond the cores)", choices=("compute", "sleep")),
     )
     size_param = "work"
     work_exponent = 1.0
@@ -50,43 +56,50 @@ class Amdahl(Workload):
         self.serial_units = round(self.params["serial_fraction"] * work)
         lo, hi = block_range(work - self.serial_units, self.comm.size, self.comm.rank)
         self.parallel_units = hi - lo
-        self.cpu_serial = self.cpu_parallel = 0.0
+        self.work_serial = self.work_parallel = 0.0
 
     def reset(self) -> None:
         self.checksum = 0.0
 
     def _busy(self, units: int) -> tuple[float, float]:
-        """Run ``units`` of work; returns (wall seconds, CPU seconds of this thread)."""
+        """Run ``units`` of work; returns (wall seconds, measured work seconds).
+
+        The work is measured as this thread's CPU time for compute units (so that time
+        slicing among oversubscribed ranks does not count) and as wall time for sleep."""
         wall, cpu = MPI.Wtime(), time.thread_time()
-        self.checksum += self.kernels.busy_work(units) if units else 0.0
-        return MPI.Wtime() - wall, time.thread_time() - cpu
+        if self.params["unit"] == "sleep":
+            time.sleep(units * 1e-3)
+        elif units:
+            self.checksum += self.kernels.busy_work(units)
+        wall = MPI.Wtime() - wall
+        return wall, wall if self.params["unit"] == "sleep" else time.thread_time() - cpu
 
     def execute(self, timer: PhaseTimer) -> None:
         if self.comm.rank == 0:
-            wall, self.cpu_serial = self._busy(self.serial_units)
+            wall, self.work_serial = self._busy(self.serial_units)
             timer.add("serial", wall)
             timer.add("compute", wall)
         with timer.phase("communication"):
             _wait_quietly(self.comm)
-        wall, self.cpu_parallel = self._busy(self.parallel_units)
+        wall, self.work_parallel = self._busy(self.parallel_units)
         timer.add("parallel", wall)
         timer.add("compute", wall)
         with timer.phase("communication"):
             _wait_quietly(self.comm)
 
     def collect(self) -> dict[str, Any] | None:
-        cpu_parallel = np.array(self.comm.gather(self.cpu_parallel, root=0))
+        work_parallel = np.array(self.comm.gather(self.work_parallel, root=0))
         if self.comm.rank != 0:
             return None
-        # Measured from CPU time so that oversubscribed ranks (more ranks than cores)
-        # still measure the work, not the time slicing.
-        total_cpu = self.cpu_serial + cpu_parallel.sum()
+        # Work seconds (see _busy), so that oversubscribed ranks measure the work, not
+        # the time slicing.
+        total = self.work_serial + work_parallel.sum()
         return {
             "serial_units": self.serial_units,
             "parallel_units_per_rank": self.parallel_units,
-            "serial_cpu_seconds": self.cpu_serial,
-            "parallel_cpu_seconds": cpu_parallel,
-            "measured_serial_fraction": self.cpu_serial / total_cpu if total_cpu > 0 else 0.0,
+            "serial_work_seconds": self.work_serial,
+            "parallel_work_seconds": work_parallel,
+            "measured_serial_fraction": self.work_serial / total if total > 0 else 0.0,
             "checksum": self.checksum,
         }
 

@@ -32,8 +32,12 @@ class Param:
     help: str
     minimum: float | None = None
     maximum: float | None = None
+    choices: tuple[str, ...] | None = None
 
     def check(self, value: Any) -> None:
+        if self.choices is not None and value not in self.choices:
+            raise UserError(f"--{self.option} must be one of {', '.join(self.choices)}, "
+                            f"got {value!r}")
         if self.minimum is not None and value < self.minimum:
             raise UserError(f"--{self.option} must be >= {self.minimum:g}, got {value}")
         if self.maximum is not None and value > self.maximum:

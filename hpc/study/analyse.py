@@ -1,0 +1,67 @@
+"""From a study file to its analysis and report: the glue to hpc.scaling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hpc.study.plan import plan_study, size_name
+from hpc.study.spec import StudySpec
+from hpc.study.store import read_study_spec, run_times, runs_by_point, write_analysis
+
+
+def scaling_points(path: Path) -> tuple[StudySpec, list[Any], list[str]]:
+    """The spec, one ScalingPoint per point that has a run, and notes on points without."""
+    from hpc.scaling import ScalingPoint
+
+    spec = read_study_spec(path)
+    points, notes = [], []
+    for group in runs_by_point(path, spec, plan_study(spec)):
+        point = group.point
+        if not group.runs:
+            notes.append(f"point {point.describe(size_name(spec))} has not run yet")
+            continue
+        run = group.latest_ok or group.runs[-1]
+        times, phases = run_times(run)
+        points.append(ScalingPoint(ranks=point.ranks, size=point.size, times=times,
+                                   phase_times=phases, ok=run["status"] == "ok",
+                                   label=f"{path.name}:{run['group']}"))
+    return spec, points, notes
+
+
+def report_meta(spec: StudySpec, path: Path, notes: list[str]) -> dict[str, str]:
+    """What the report says about the study besides the numbers."""
+    from hpc.records import read_runs
+
+    runs = read_runs(path)
+    first = runs[0]["provenance"] if runs else {}
+    rule = (f"{size_name(spec)} fixed" if spec.kind == "strong" else
+            f"{size_name(spec)} grown with the ranks so that work per rank stays constant")
+    meta = {
+        "study": spec.name,
+        "subject": spec.subject,
+        "backend": spec.backend if spec.workload else "external",
+        "kind": spec.kind,
+        "size rule": rule,
+        "ranks": ", ".join(map(str, spec.ranks)),
+        "repeats": f"{spec.repeats} timed + {spec.warmup} warm-up per point",
+        "study file": str(path),
+        "host": ", ".join(sorted(set(first.get("hostnames", [])))),
+        "MPI": (str(first.get("mpi_library_version", "")).splitlines() or [""])[0],
+        "git": f"{first.get('git_commit', '')}{' (dirty)' if first.get('git_dirty') else ''}",
+        "first run": runs[0]["start_utc"] if runs else "",
+        "last run": runs[-1]["end_utc"] if runs else "",
+    }
+    if notes:
+        meta["missing points"] = "; ".join(notes)
+    return {k: v for k, v in meta.items() if v}
+
+
+def analyse_study_file(path: Path) -> tuple[StudySpec, Any, dict[str, str]]:
+    """Analyse a study file and store the analysis in it; returns (spec, analysis, meta)."""
+    from hpc.scaling import analyse
+
+    spec, points, notes = scaling_points(path)
+    analysis = analyse(spec.kind, points)
+    write_analysis(path, analysis.to_dict())
+    return spec, analysis, report_meta(spec, path, notes)

@@ -1,0 +1,142 @@
+"""``hpc study``: run a scaling study, report on it, compare two."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hpc.errors import UserError
+from hpc.study.spec import LAUNCHERS, StudySpec, load_study, shipped_studies_folder
+
+RESULTS = Path("results")
+
+
+def add_study_parsers(commands: argparse._SubParsersAction) -> None:
+    study = commands.add_parser(
+        "study", help="strong and weak scaling studies: run, report, compare",
+        description="Scaling studies declared in TOML files (see scaling_studies/ and "
+        "docs/STUDIES.md).")
+    verbs = study.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+
+    run = verbs.add_parser(
+        "run", help="run every point of a study (resuming), then analyse and report",
+        description="Run a study's points into one study HDF5 file. A rerun skips the points "
+        "already recorded, so an interrupted study resumes where it stopped.")
+    run.add_argument("study", metavar="STUDY",
+                     help="a study file, or the name of a shipped one (hpc study list)")
+    run.add_argument("--launcher", choices=LAUNCHERS,
+                     help="override the study file's launcher (default: the file's, else local)")
+    run.add_argument("--out", type=Path, metavar="FILE.h5",
+                     help="study file (default: results/NAME.h5)")
+    run.add_argument("--restart", action="store_true",
+                     help="if --out holds a study from a different spec, move it aside "
+                     "(never deleted) and start afresh")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the planned points and run nothing")
+    run.add_argument("--no-report", dest="report", action="store_false",
+                     help="don't analyse and write the report at the end")
+    run.add_argument("--format", choices=("html", "md"), default="html",
+                     help="report format (default: %(default)s)")
+    run.set_defaults(handler=cmd_study_run)
+
+    report = verbs.add_parser(
+        "report", help="analyse a study file and write its report with plots",
+        description="Fit Amdahl's and Gustafson's laws and an overhead model to a study "
+        "file's points and write a report (HTML with embedded plots, or Markdown).")
+    report.add_argument("file", type=Path, metavar="FILE.h5")
+    report.add_argument("--format", choices=("html", "md"), default="html",
+                        help="report format (default: %(default)s)")
+    report.add_argument("--out", type=Path, metavar="PATH",
+                        help="report file (default: beside the study file, NAME.html/.md)")
+    report.set_defaults(handler=cmd_study_report)
+
+    compare = verbs.add_parser(
+        "compare", help="flag a regression between two runs of a study",
+        description="Compare two study files (for example before and after a change): exit "
+        "1 when B's fitted serial fraction or efficiency is worse than A's beyond the noise "
+        "of the repeats.")
+    compare.add_argument("baseline", type=Path, metavar="A.h5")
+    compare.add_argument("candidate", type=Path, metavar="B.h5")
+    compare.set_defaults(handler=cmd_study_compare)
+
+    listing = verbs.add_parser("list", help="the shipped studies in scaling_studies/")
+    listing.set_defaults(handler=cmd_study_list)
+
+
+def resolve_study_path(name: str) -> Path:
+    """A path as given, or the shipped study of that name."""
+    path = Path(name)
+    if path.exists() or path.suffix == ".toml" or "/" in name:
+        return path
+    return shipped_studies_folder() / f"{name}.toml"
+
+
+def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from dataclasses import replace
+
+    from hpc.study.plan import format_plan, plan_study
+
+    spec = load_study(resolve_study_path(args.study))
+    if args.launcher:
+        spec = replace(spec, launcher=args.launcher)
+    points = plan_study(spec)
+    out = args.out or RESULTS / f"{spec.name}.h5"
+    print(format_plan(spec, points))
+    if args.dry_run:
+        return 0
+    from hpc.study.runner import run_study
+
+    code = run_study(spec, points, out, restart=args.restart)
+    if code == 0 and args.report and spec.launcher == "local":
+        return _report(out, args.format, None)
+    return code
+
+
+def _report(path: Path, fmt: str, out: Path | None) -> int:
+    from hpc.report import write_report
+    from hpc.study.analyse import analyse_study_file
+
+    spec, analysis, meta = analyse_study_file(path)
+    target = out or path.with_suffix(f".{fmt}")
+    written = write_report(analysis, meta, target, fmt)
+    print(analysis_summary(spec, analysis))
+    print(f"report: {written}")
+    return 0
+
+
+def analysis_summary(spec: StudySpec, analysis: object) -> str:
+    summary = getattr(analysis, "summary", None)
+    return summary() if callable(summary) else f"study {spec.name} analysed"
+
+
+def cmd_study_report(args: argparse.Namespace, argv: list[str]) -> int:
+    return _report(args.file, args.format, args.out)
+
+
+def cmd_study_compare(args: argparse.Namespace, argv: list[str]) -> int:
+    from hpc.scaling import compare
+    from hpc.study.analyse import analyse_study_file
+
+    _, a, _ = analyse_study_file(args.baseline)
+    _, b, _ = analyse_study_file(args.candidate)
+    comparison = compare(a, b)
+    print(comparison.text())
+    return 1 if comparison.regressed else 0
+
+
+def cmd_study_list(args: argparse.Namespace, argv: list[str]) -> int:
+    folder = shipped_studies_folder()
+    rows = []
+    for path in sorted(folder.glob("*.toml")):
+        try:
+            spec = load_study(path)
+            rows.append(f"  {path.stem:<18} {spec.kind:<6} {spec.description}")
+        except UserError as exc:
+            rows.append(f"  {path.stem:<18} (invalid: {exc})")
+    if not rows:
+        print(f"no studies in {folder}", file=sys.stderr)
+        return 1
+    print(f"studies in {folder} (run one with `hpc study run NAME`):")
+    print("\n".join(rows))
+    return 0

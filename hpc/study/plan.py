@@ -1,0 +1,81 @@
+"""The points of a study: one (rank count, size) pair per rung of the ladder.
+
+Strong scaling keeps the size. Weak scaling grows it with the work model the workload
+declares (work ∝ size ** work_exponent), so that work / ranks stays what it was at the
+smallest rank count: heat2d (work ∝ n²) grows n with √p, kmeans (work ∝ points) grows
+points with p. Every point is checked against the workload's decomposition before any
+runs, so an impossible rung fails the whole plan up front.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hpc.errors import UserError
+from hpc.study.spec import StudySpec
+from hpc.workloads import WORKLOADS
+
+
+@dataclass(frozen=True)
+class Point:
+    index: int                 # 0-based position in the ladder (a Slurm array task id)
+    ranks: int
+    size: int
+    params: dict[str, Any]     # the workload's full parameters (empty for a command)
+    work: float                # relative total work, for progress estimates
+
+    @property
+    def work_per_rank(self) -> float:
+        return self.work / self.ranks
+
+    def describe(self, size_name: str = "size") -> str:
+        return f"ranks={self.ranks} {size_name}={self.size}"
+
+
+def _grown(base: int, factor: float, exponent: float) -> int:
+    return max(1, round(base * factor ** (1.0 / exponent)))
+
+
+def plan_study(spec: StudySpec) -> list[Point]:
+    """The study's points, smallest rank count first."""
+    base_ranks = spec.ranks[0]
+    points = []
+    if spec.workload is not None:
+        cls = WORKLOADS[spec.workload]
+        base = spec.size if spec.size is not None else cls.defaults()[cls.size_param]
+        for i, ranks in enumerate(spec.ranks):
+            size = base if spec.kind == "strong" else cls.weak_scaled_size(base,
+                                                                             ranks / base_ranks)
+            given = {**spec.params, cls.size_param: size}
+            try:
+                params = cls.resolve_params(given, ranks)
+            except UserError as exc:
+                raise UserError(f"{spec.source}: the point with {ranks} ranks "
+                                f"({cls.size_param}={size}) is impossible: {exc}") from None
+            points.append(Point(i, ranks, size, params, cls.work(params)))
+        return points
+    command = spec.command
+    base = spec.size if spec.size is not None else 1
+    exponent = command.work_exponent or 1.0
+    for i, ranks in enumerate(spec.ranks):
+        size = base if spec.kind == "strong" else _grown(base, ranks / base_ranks, exponent)
+        points.append(Point(i, ranks, size, {}, float(size) ** exponent))
+    return points
+
+
+def size_name(spec: StudySpec) -> str:
+    return WORKLOADS[spec.workload].size_param if spec.workload else "size"
+
+
+def format_plan(spec: StudySpec, points: list[Point]) -> str:
+    """The plan as a table a user reads before spending hours on it."""
+    name = size_name(spec)
+    lines = [f"study {spec.name}: {spec.kind} scaling of {spec.subject} "
+             f"[{spec.backend if spec.workload else 'external'}], {len(points)} points, "
+             f"{spec.repeats} repeats + {spec.warmup} warm-up each, launcher {spec.launcher}",
+             f"{'point':>5} {'ranks':>6} {name:>12} {'work/rank':>10}"]
+    base = points[0].work_per_rank
+    for p in points:
+        lines.append(f"{p.index:>5} {p.ranks:>6} {p.size:>12} {p.work_per_rank / base:>10.3f}")
+    return "\n".join(lines)

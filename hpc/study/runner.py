@@ -1,0 +1,45 @@
+"""Run a study with its launcher, resuming from what the study file already holds."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hpc.errors import UserError
+from hpc.study.plan import Point, size_name
+from hpc.study.spec import StudySpec
+from hpc.study.store import open_study_file, runs_by_point
+
+
+def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Point]:
+    """The points without a verified record in ``out``; says which are skipped."""
+    done = [g.point for g in runs_by_point(out, spec, points) if g.latest_ok is not None]
+    if done:
+        names = ", ".join(p.describe(size_name(spec)) for p in done)
+        print(f"resuming {out}: {len(done)} of {len(points)} points already recorded "
+              f"({names})", file=sys.stderr)
+    return [p for p in points if p not in done]
+
+
+def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = False) -> int:
+    """Run the study's pending points; 0 when every point is recorded and verified."""
+    open_study_file(out, spec, restart=restart)
+    todo = pending_points(spec, points, out)
+    if not todo:
+        print(f"every point of {spec.name} is already in {out}", file=sys.stderr)
+        return 0
+    if spec.launcher == "local":
+        from hpc.study.local import run_points_locally
+
+        cores = os.cpu_count() or 1
+        over = [p.ranks for p in todo if p.ranks > cores]
+        if over:
+            print(f"note: this machine has {cores} cores; the points with "
+                  f"{', '.join(map(str, over))} ranks are oversubscribed, so expect their "
+                  "efficiency to drop for that reason", file=sys.stderr)
+
+        failures = run_points_locally(spec, todo, out)
+        return 1 if failures else 0
+    raise UserError(f"the {spec.launcher} launcher for studies is not available yet; "
+                    "use --launcher local")
