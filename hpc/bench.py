@@ -4,7 +4,8 @@ Measured in the same run: the memory bandwidth of a STREAM-like triad (the ceili
 the memory-bound heat2d stencil) and, when a C compiler is present, plain C versions of
 heat2d and nbody built with -O3 -march=native (kernels/c/reference.c), so the Cython
 kernels are judged against C on this machine, not against a number from elsewhere.
-Every figure is the best of several timed calls after a warm-up call.
+Every figure is the best of several timed calls after a warm-up call. Where CUDA is
+usable, the CUDA kernels follow with their own yardsticks (hpc/bench_cuda.py).
 """
 
 from __future__ import annotations
@@ -131,11 +132,14 @@ def run_bench(quick: bool = False, c_reference_wanted: bool = True,
     if c_reference_wanted:
         progress("compiling and running the plain C reference ...")
         reference, why_not = c_reference(quick)
+    from hpc.bench_cuda import cuda_section
+
     return {
         "kernels": [asdict(f) for f in figures],
         "memory_bandwidth_GBps": bandwidth,
         "c_reference": [asdict(f) for f in reference],
         "c_reference_note": why_not,
+        "cuda": cuda_section(quick, progress),
     }
 
 
@@ -168,4 +172,7 @@ def cmd_bench(as_json: bool = False, quick: bool = False, c_reference: bool = Tr
           f" -> heat2d ceiling about {bw * 1e3 / 16:.0f} MLUP/s at 16 bytes per site update")
     if report["c_reference_note"]:
         print(f"C reference: {report['c_reference_note']}")
+    from hpc.bench_cuda import format_cuda_section
+
+    print(f"\n{format_cuda_section(report['cuda'])}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hpc import __version__
+from hpc import __version__, cuda_cli
 from hpc.errors import UserError
 from hpc.slurm.cli import add_parsers as add_slurm_parsers
 from hpc.study.cli import add_study_parsers
@@ -161,7 +161,8 @@ def _cmd_show(args: argparse.Namespace, argv: list[str]) -> int:
 
 # Each entry adds its subcommands to the parser and sets `handler` (args, argv) -> exit code.
 # Feature modules register here with one line, keeping this file free of their details.
-PARSER_BUILDERS = [_add_run_parser, _add_tool_parsers, add_study_parsers, add_slurm_parsers]
+PARSER_BUILDERS = [_add_run_parser, _add_tool_parsers, add_study_parsers, cuda_cli.add_parsers,
+                   add_slurm_parsers]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,21 +60,12 @@ def kernels_info() -> dict[str, Any]:
 
 
 def cuda_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"nvcc": shutil.which("nvcc")}
-    smi = shutil.which("nvidia-smi")
-    devices = _first_line([smi, "-L"]) if smi else None
-    try:
-        import pycuda  # noqa: F401
-    except ImportError:
-        info["pycuda"] = "not installed"
-        info["available"] = False
-        info["reason"] = "PyCUDA is not installed (and the CUDA backend is not built yet)"
-    else:
-        info["pycuda"] = "installed"
-        info["available"] = devices is not None
-        info["reason"] = None if devices else "no NVIDIA driver or device (nvidia-smi -L)"
-    info["devices"] = devices
-    return info
+    from dataclasses import asdict
+
+    from hpc.gpu import probe
+
+    status = probe()
+    return asdict(status) | {"pycuda": status.pycuda or "not installed"}
 
 
 def hdf5_info() -> dict[str, Any]:
@@ -105,6 +96,14 @@ def gather() -> dict[str, Any]:
     }
 
 
+def _cuda_line(cuda: dict[str, Any]) -> str:
+    if not cuda["available"]:
+        return f"unavailable: {cuda['reason']}"
+    names = ", ".join(f"{d['name']} (sm {d['compute_capability']})" for d in cuda["devices"])
+    return (f"available: {names}; driver {cuda['driver_version']} (CUDA "
+            f"{cuda['driver_cuda_version']}), PyCUDA {cuda['pycuda']}")
+
+
 def cmd_info(as_json: bool = False) -> int:
     info = gather()
     if as_json:
@@ -117,8 +116,7 @@ def cmd_info(as_json: bool = False) -> int:
         f"MPI:      {mpi['library']} (MPI {mpi['standard']}, mpi4py {mpi['mpi4py']})",
         f"mpiexec:  {mpi['mpiexec'] or 'not found'} ({mpi['mpiexec_flavor']})",
         *(f"kernels:  {name}: {state}" for name, state in info["kernels"].items()),
-        f"CUDA:     {'available' if cuda['available'] else 'unavailable: ' + cuda['reason']}"
-        f"; nvcc {'found' if cuda['nvcc'] else 'not found'}",
+        f"CUDA:     {_cuda_line(cuda)}; nvcc {'found' if cuda['nvcc'] else 'not found'}",
         f"HDF5:     {h5['hdf5']} via h5py {h5['h5py']}, "
         f"{'parallel (MPI-IO)' if h5['parallel'] else 'serial'}",
         f"Slurm:    {slurm['version'] or 'not found'}"

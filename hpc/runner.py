@@ -62,6 +62,15 @@ def load_kernels(backend: str) -> Any:
         raise UserError(str(exc)) from None
 
 
+def workload_class(name: str, backend: str) -> type:
+    """The workload's class: its CUDA version (hpc.workloads.cuda) for --backend cuda."""
+    if backend == "cuda":
+        from hpc.workloads.cuda import cuda_workload
+
+        return cuda_workload(name)  # UserError for workloads without CUDA kernels
+    return get_workload(name)
+
+
 def validate(spec: RunSpec, nranks: int) -> dict[str, Any]:
     """Everything that can be checked before MPI starts; returns the resolved parameters."""
     if nranks < 1:
@@ -72,6 +81,11 @@ def validate(spec: RunSpec, nranks: int) -> dict[str, Any]:
         raise UserError(f"--warmup must be 0 or more, got {spec.warmup}")
     cls = get_workload(spec.workload)
     params = cls.resolve_params(spec.params, nranks)
+    if spec.backend == "cuda":
+        from hpc.gpu import require_cuda
+
+        workload_class(spec.workload, spec.backend)
+        require_cuda()  # says what is missing: PyCUDA, the driver, a device or nvcc
     load_kernels(spec.backend)
     if spec.out is not None:
         check_output_path(spec.out)
@@ -192,8 +206,14 @@ def _repeats(spec: RunSpec, workload: Any, progress: ckpt.Progress, saved: Any,
 
 
 def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> int:
-    cls = get_workload(spec.workload)
-    workload = cls(comm, params, load_kernels(spec.backend), spec.backend)
+    cls = workload_class(spec.workload, spec.backend)
+    kernels, gpu = load_kernels(spec.backend), None
+    if spec.backend == "cuda":
+        from hpc.gpu import bind_device
+
+        gpu = bind_device(comm)  # collective: this rank's device by node-local rank
+        kernels.load_all()  # compiled on the first run only; loaded now, not in a repeat
+    workload = cls(comm, params, kernels, spec.backend)
     segment_start = utc_now()
     progress = ckpt.Progress(iteration=0, start_utc=segment_start, run_id=uuid.uuid4().hex)
     workload.setup()
@@ -219,6 +239,8 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> 
     gathered = comm.gather(local, root=0)
     result = workload.collect()
     prov = provenance.collect(comm)
+    if gpu is not None:
+        prov["cuda"] = gpu.provenance(comm)  # collective; devices, driver, CUDA versions
     code = 0
     if comm.rank == 0:
         verification = workload.verify(result)

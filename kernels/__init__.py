@@ -1,9 +1,11 @@
 """Compute kernels of the job suite: pure numerical code, no MPI and no I/O.
 
-Two backends provide the same functions with the same signatures:
+Three backends provide the same functions with the same signatures:
 
 * ``numpy``: the readable reference (``kernels.numpy_backend``);
-* ``cython``: the fast one (``kernels.cython_backend``, built by ``pip install -e .``).
+* ``cython``: the fast one (``kernels.cython_backend``, built by ``pip install -e .``);
+* ``cuda``: GPU kernels through PyCUDA (``kernels.cuda_backend``, an optional extra:
+  ``pip install '.[cuda]'``) for pi, heat2d, nbody and kmeans.
 
 Pick one with :func:`load_backend`.
 """
@@ -13,16 +15,18 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-BACKENDS = ("numpy", "cython")
+CPU_BACKENDS = ("numpy", "cython")
+BACKENDS = (*CPU_BACKENDS, "cuda")
 
-_MODULES = {"numpy": "kernels.numpy_backend", "cython": "kernels.cython_backend"}
+_MODULES = {"numpy": "kernels.numpy_backend", "cython": "kernels.cython_backend",
+            "cuda": "kernels.cuda_backend"}
 
 
 def load_backend(name: str) -> ModuleType:
     """Return the kernel module of backend ``name`` (one of :data:`BACKENDS`).
 
     Raises ``ValueError`` for an unknown name and ``ImportError`` when the Cython extension
-    has not been compiled.
+    has not been compiled or PyCUDA cannot be imported (not installed, or no NVIDIA driver).
     """
     if name not in _MODULES:
         valid = ", ".join(repr(b) for b in BACKENDS)
@@ -35,5 +39,13 @@ def load_backend(name: str) -> ModuleType:
         if name == "cython" and exc.name == _MODULES["cython"]:
             raise ImportError(
                 "Cython kernels are not built: run `make setup` (or pip install -e .)"
+            ) from exc
+        if name == "cuda" and "libcuda" in str(exc):
+            raise ImportError(
+                f"CUDA backend unavailable: no NVIDIA driver (PyCUDA cannot load it: {exc})"
+            ) from exc
+        if name == "cuda" and exc.name == "pycuda":
+            raise ImportError(
+                "CUDA backend unavailable: PyCUDA is not installed: pip install '.[cuda]'"
             ) from exc
         raise

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from kernels import BACKENDS, load_backend
+from kernels import CPU_BACKENDS, load_backend
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def cb():
         pytest.skip(str(exc))
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=CPU_BACKENDS)
 def backend(request):
     return request.getfixturevalue({"numpy": "nb", "cython": "cb"}[request.param])
 
