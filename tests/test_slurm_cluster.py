@@ -245,7 +245,8 @@ def test_tracker_asks_once_per_poll_for_all_jobs(cluster, tmp_path):
         tracker.add(job_id)
     assert tracker.wait(timeout=120, min_interval=0.5)
     assert {t.state.value for t in tracker.jobs.values()} == {"COMPLETED"}
-    assert tracker.polls >= 1 and tracker.calls == tracker.polls  # one sacct per poll
+    # One sacct per poll for all three jobs (and an squeue if sacct failed on the way).
+    assert tracker.polls >= 1 and tracker.calls == tracker.polls + tracker.fallbacks
 
 
 def _provenance(jobs: Path, job_id: str) -> dict[str, str]:
@@ -277,7 +278,7 @@ def test_cancelled_running_job_is_reported_and_keeps_earlier_results(cluster, tm
                   timeout=30))
     proc = hpc("wait", job_id, "--timeout", "90", "--jobs-dir", str(jobs))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "-> CANCELLED (CANCELLED by " in proc.stderr
+    assert "-> CANCELLED" in proc.stderr
     assert status(jobs, job_id)[job_id]["state"] == "CANCELLED"
     assert [r["workload"] for r in read_runs(out)] == ["pi"]
 

@@ -108,7 +108,8 @@ class Tracker:
         self.grace_seconds = grace_seconds
         self.groups: dict[str, _Group] = {}
         self.polls = 0  # polls that asked Slurm
-        self.calls = 0  # Slurm commands run: one per poll (two when sacct fails once)
+        self.calls = 0  # Slurm commands run: one per poll, for every tracked job...
+        self.fallbacks = 0  # ...plus one squeue for each poll where sacct failed
         self._say = say or (lambda message: print(message, file=sys.stderr, flush=True))
 
     # -- what is tracked -----------------------------------------------------------------
@@ -143,6 +144,7 @@ class Tracker:
                     self.source = "squeue"
                     self._say(f"hpc: note: {SQUEUE_LIMITS}")
                 else:
+                    self.fallbacks += 1
                     self._say(f"hpc: warning: {exc}; asking squeue this time")
         self.calls += 1
         return query_squeue(base_ids), "squeue"
