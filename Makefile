@@ -13,13 +13,18 @@ MPI    ?= mpich
 STAMP  := $(VENV)/.installed-$(MPI)
 # Every MPI test run is bounded so that a failing rank can never hang CI.
 MPI_TEST_TIMEOUT ?= 900
+# SLURM=auto: `make test` starts the local Slurm cluster (scripts/slurm-cluster.sh) when
+# this machine can (root with apt) and runs the Slurm tests on it; SLURM=off leaves Slurm
+# alone. Without a cluster the Slurm tests are skipped, with the reason.
+SLURM  ?= auto
 
-.PHONY: setup demo test lint bench clean help
+.PHONY: setup demo test lint bench clean help slurm-start slurm-stop
 help:
 	@echo "make demo   - set up, then run every workload with 1 and 2 ranks into results/"
 	@echo "make test   - set up, then run the whole test suite (serial and MPI)"
 	@echo "make bench  - single-rank kernel throughput against C and memory bandwidth"
 	@echo "make setup  - create $(VENV) and install everything (idempotent)"
+	@echo "make slurm-start / slurm-stop - the local single-node Slurm cluster (root, apt)"
 
 setup: $(STAMP)
 
@@ -40,8 +45,17 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check hpc kernels tests setup.py
+ifeq ($(SLURM),auto)
+	@bash scripts/slurm-cluster.sh start || echo "make test: no local Slurm cluster (the \
+	reason is above); the Slurm tests will be skipped"
+endif
 	$(PY) -m pytest -ra tests --ignore=tests/mpi
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/mpi-tests.sh 2 4
+
+slurm-start:
+	bash scripts/slurm-cluster.sh start
+slurm-stop:
+	bash scripts/slurm-cluster.sh stop
 
 bench: setup
 	$(BIN)/hpc bench

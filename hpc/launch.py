@@ -25,6 +25,8 @@ def launch_local(nranks: int, hpc_argv: list[str], timeout: float | None = None)
     argv, env = mpiexec_command(nranks, program)
     env["HPC_LAUNCH_COMMAND"] = shlex.join(["hpc", *hpc_argv])
     proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    # A stop request for --checkpoint: mpiexec (Hydra and Open MPI) passes it to the ranks.
+    previous = signal.signal(signal.SIGUSR1, lambda *_: proc.send_signal(signal.SIGUSR1))
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -35,6 +37,8 @@ def launch_local(nranks: int, hpc_argv: list[str], timeout: float | None = None)
     except KeyboardInterrupt:
         _stop(proc)
         return 130
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -81,6 +81,10 @@ def mpiexec_command(nranks: int, program: list[str]) -> tuple[list[str], dict[st
     # oversubscribes the cores, and its spinning threads starve ranks waiting in MPI.
     for name in THREAD_VARIABLES:
         env.setdefault(name, "1")
+    if flavor == "mpich" and "SLURM_JOB_ID" in env:
+        # Inside a Slurm job Hydra starts its proxies with srun; srun must not give them a
+        # PMI of its own (MpiDefault=pmix), or the ranks see two and MPICH aborts.
+        env["SLURM_MPI_TYPE"] = "none"
     if flavor == "openmpi":
         argv.append("--oversubscribe")
         if os.geteuid() == 0:

@@ -26,7 +26,7 @@ import numpy as np
 
 from hpc.errors import UserError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 FORMAT_NAME = "hpc-suite run records"
 
 
@@ -54,6 +54,9 @@ class RunRecord:
     result: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
+    # (start, end) UTC of each stretch the run ran in: one, or more when it was stopped
+    # with a checkpoint and resumed (hpc.checkpoint).
+    segments_utc: list[tuple[str, str]] = field(default_factory=list)
 
 
 def check_output_path(path: str | os.PathLike[str]) -> Path:
@@ -116,26 +119,37 @@ def _fsync(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def edit_file(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
-    """Open a copy of ``path`` (created if needed) for writing; on success it replaces
-    ``path`` atomically. Any failure, or a kill at any moment, leaves ``path`` as it was."""
-    path = check_output_path(path)
+def replace_atomically(path: Path, keep_contents: bool) -> Iterator[Path]:
+    """Yield a temporary file beside ``path`` that replaces it atomically on success.
+
+    With ``keep_contents`` the temporary starts as a copy of ``path`` (when it exists).
+    The copy is flushed to disk and renamed over ``path``; an exception or a kill at any
+    moment leaves ``path`` as it was. Writers in one folder take turns.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(path.parent):
         _remove_stale_temporaries(path)
         tmp = _temporary_name(path)
         try:
-            if path.exists():
+            if keep_contents and path.exists():
                 shutil.copyfile(path, tmp)
                 shutil.copymode(path, tmp)
-            with h5py.File(tmp, "a") as f:
-                _init_file(f)
-                yield f
+            yield tmp
             _fsync(tmp)
             os.replace(tmp, path)
             _fsync(path.parent)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def edit_file(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """Open a copy of ``path`` (created if needed) for writing; on success it replaces
+    ``path`` atomically. Any failure, or a kill at any moment, leaves ``path`` as it was."""
+    path = check_output_path(path)
+    with replace_atomically(path, keep_contents=True) as tmp, h5py.File(tmp, "a") as f:
+        _init_file(f)
+        yield f
 
 
 def append_run(path: str | os.PathLike[str], record: RunRecord) -> str:
@@ -188,7 +202,11 @@ def _write_run(group: h5py.Group, r: RunRecord) -> None:
         "verified": bool(r.verified),
         "verification_method": r.verification_method,
         "verification_detail": r.verification_detail,
+        "segments": max(1, len(r.segments_utc)),
+        "resumed": len(r.segments_utc) > 1,
     })
+    segments = r.segments_utc or [(r.start_utc, r.end_utc)]
+    group.create_dataset("segments_utc", data=np.array(segments, dtype=h5py.string_dtype()))
     timings = group.create_dataset("timings", data=np.asarray(r.timings, dtype=np.float64))
     timings.attrs["phases"] = np.array(r.phases, dtype=h5py.string_dtype())
     timings.attrs["dimensions"] = np.array(["repeat", "rank", "phase"],
@@ -206,7 +224,7 @@ def _read_group(group: h5py.Group) -> dict[str, Any]:
         if isinstance(item, h5py.Group):
             out[key] = _read_group(item)
         elif item.dtype.kind == "O":
-            out[key] = [v.decode() if isinstance(v, bytes) else v for v in item[()]]
+            out[key] = item.asstr()[()].tolist()  # strings, nested as the dataset is
         else:
             out[key] = item[()]
     return out

@@ -7,6 +7,7 @@ and host named, so that a failing rank never leaves the others waiting in a coll
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from hpc import checkpoint as ckpt
 from hpc import provenance
 from hpc.errors import UserError
 from hpc.records import RunRecord, append_run, check_output_path
@@ -39,6 +41,12 @@ class RunSpec:
     out: Path | None = None
     quiet: bool = False
     np: int | None = None  # ranks asked for; inside a job it must match the job's
+    checkpoint: Path | None = None  # save here on SIGUSR1 and resume from here
+
+    def identity(self, params: dict[str, Any], nranks: int) -> ckpt.Identity:
+        """What a checkpoint of this run records, to be matched on resume."""
+        return ckpt.Identity(self.workload, self.backend, params, self.repeats, self.warmup,
+                             nranks)
 
 
 def utc_now() -> str:
@@ -71,7 +79,8 @@ def validate(spec: RunSpec, nranks: int) -> dict[str, Any]:
         raise UserError(f"--repeats must be at least 1, got {spec.repeats}")
     if spec.warmup < 0:
         raise UserError(f"--warmup must be 0 or more, got {spec.warmup}")
-    params = get_workload(spec.workload).resolve_params(spec.params, nranks)
+    cls = get_workload(spec.workload)
+    params = cls.resolve_params(spec.params, nranks)
     if spec.backend == "cuda":
         from hpc.gpu import require_cuda
 
@@ -80,6 +89,10 @@ def validate(spec: RunSpec, nranks: int) -> dict[str, Any]:
     load_kernels(spec.backend)
     if spec.out is not None:
         check_output_path(spec.out)
+    if spec.checkpoint is not None:
+        if not cls.checkpoint_every:
+            raise UserError(f"{cls.name} cannot be checkpointed (heat2d and nbody can)")
+        ckpt.check_checkpoint_path(spec.checkpoint, spec.identity(params, nranks), spec.out)
     return params
 
 
@@ -90,8 +103,12 @@ def _say(message: str) -> None:
 def _check_srun_wiring(comm: Any) -> None:
     tasks = os.environ.get("SLURM_STEP_NUM_TASKS")
     if tasks and tasks.isdigit() and int(tasks) > 1 and comm.size == 1:
+        from mpi4py import MPI
+
+        # MPICH (PyPI's included) speaks PMI-2, not PMIx; Open MPI speaks PMIx.
+        flag = "pmi2" if "MPICH" in MPI.Get_library_version() else "pmix"
         raise UserError(f"srun started {tasks} tasks but MPI sees one rank each: the MPI "
-                        "library does not speak srun's PMI; try `srun --mpi=pmix`")
+                        f"library does not speak srun's PMI; try `srun --mpi={flag}`")
 
 
 def _validate_together(spec: RunSpec, comm: Any) -> dict[str, Any] | None:
@@ -125,10 +142,12 @@ def run_ranks(spec: RunSpec) -> int:
 
     comm = MPI.COMM_WORLD
     try:
+        # Listen for the stop signal from the start: unhandled, SIGUSR1 would kill the rank.
+        stop = ckpt.StopRequest() if spec.checkpoint is not None else None
         params = _validate_together(spec, comm)
         if params is None:
             return UserError.exit_code
-        return _run(spec, params, comm)
+        return _run(spec, params, comm, stop)
     except BaseException as exc:  # noqa: BLE001 - any failure must end every rank
         code = getattr(exc, "exit_code", 1)
         where = f"[rank {comm.rank}@{MPI.Get_processor_name()}]"
@@ -143,9 +162,50 @@ def run_ranks(spec: RunSpec) -> int:
         return code  # not reached
 
 
-def _run(spec: RunSpec, params: dict[str, Any], comm: Any) -> int:
+def _repeats(spec: RunSpec, workload: Any, progress: ckpt.Progress, saved: Any,
+             loaded: Any) -> np.ndarray | None:
+    """Warm-up then timed repeats, from where ``progress`` says; this rank's timings
+    [repeat, total + phases], or None when the ranks agreed to stop (``progress`` then
+    says where, for the checkpoint). ``loaded()`` is called once ``saved`` is read."""
     from mpi4py import MPI
 
+    comm, cls = workload.comm, type(workload)
+    timer = PhaseTimer(cls.phases, clock=MPI.Wtime)
+    fail_rank = os.environ.get(FAIL_RANK_ENV)
+    local = np.zeros((spec.repeats, 1 + len(cls.phases)))
+    if saved is not None:
+        local[:len(progress.timings)] = progress.timings
+    # Warm-up and timed repeats are counted together so that a stop can fall in either.
+    for it in range(progress.iteration, spec.warmup + spec.repeats):
+        repeat = it - spec.warmup  # negative while warming up
+        timer.reset()
+        carried = 0.0  # seconds of this repeat spent in earlier segments
+        if saved is not None and it == progress.iteration:
+            workload.load_state(saved)
+            carried, timer.seconds[:] = progress.partial[0], progress.partial[1:]
+            loaded()
+        else:
+            workload.reset()
+        comm.Barrier()
+        t0 = MPI.Wtime()
+        if repeat >= 0 and fail_rank == str(comm.rank):
+            raise RuntimeError(f"injected failure ({FAIL_RANK_ENV}={fail_rank})")
+        workload.execute(timer)
+        elapsed = carried + MPI.Wtime() - t0
+        if workload.stop is not None and workload.stop.agreed:
+            progress.iteration = it
+            progress.timings = local[:max(repeat, 0)]
+            progress.partial = np.concatenate(([elapsed], timer.seconds))
+            return None
+        if repeat >= 0:
+            local[repeat, 0] = elapsed
+            local[repeat, 1:] = timer.seconds
+            if comm.rank == 0 and not spec.quiet and spec.repeats > 1:
+                _say(f"  repeat {repeat + 1}/{spec.repeats}: {elapsed:.4f} s")
+    return local
+
+
+def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> int:
     cls = workload_class(spec.workload, spec.backend)
     kernels, gpu = load_kernels(spec.backend), None
     if spec.backend == "cuda":
@@ -154,27 +214,27 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any) -> int:
         gpu = bind_device(comm)  # collective: this rank's device by node-local rank
         kernels.load_all()  # compiled on the first run only; loaded now, not in a repeat
     workload = cls(comm, params, kernels, spec.backend)
-    start = utc_now()
+    segment_start = utc_now()
+    progress = ckpt.Progress(iteration=0, start_utc=segment_start, run_id=uuid.uuid4().hex)
     workload.setup()
-
-    timer = PhaseTimer(cls.phases, clock=MPI.Wtime)
-    for _ in range(spec.warmup):
-        workload.reset()
-        workload.execute(timer)
-    fail_rank = os.environ.get(FAIL_RANK_ENV)
-    local = np.zeros((spec.repeats, 1 + len(cls.phases)))
-    for r in range(spec.repeats):
-        workload.reset()
-        timer.reset()
-        comm.Barrier()
-        t0 = MPI.Wtime()
-        if fail_rank == str(comm.rank):
-            raise RuntimeError(f"injected failure ({FAIL_RANK_ENV}={fail_rank})")
-        workload.execute(timer)
-        local[r, 0] = MPI.Wtime() - t0
-        local[r, 1:] = timer.seconds
-        if comm.rank == 0 and not spec.quiet and spec.repeats > 1:
-            _say(f"  repeat {r + 1}/{spec.repeats}: {local[r, 0]:.4f} s")
+    workload.stop = stop
+    with contextlib.ExitStack() as checkpoint_file:
+        saved = None
+        if spec.checkpoint is not None and spec.checkpoint.exists():
+            opened = ckpt.load(spec.checkpoint, comm.rank)
+            progress, saved = checkpoint_file.enter_context(opened)
+            if comm.rank == 0 and not spec.quiet:
+                _say(f"  resuming from {spec.checkpoint} (segment "
+                     f"{len(progress.segments_utc) + 1})")
+        local = _repeats(spec, workload, progress, saved, checkpoint_file.close)
+    if local is None:  # stopped on request
+        progress.segments_utc.append((segment_start, utc_now()))
+        ckpt.save(spec.checkpoint, comm, spec.identity(params, comm.size), progress,
+                  workload.save_state())
+        if comm.rank == 0 and not spec.quiet:
+            _say(f"hpc: stopped on request; state saved to {spec.checkpoint}, start again "
+                 f"to resume (exit {ckpt.EXIT_CHECKPOINTED})")
+        return ckpt.EXIT_CHECKPOINTED
 
     gathered = comm.gather(local, root=0)
     result = workload.collect()
@@ -185,17 +245,21 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any) -> int:
     if comm.rank == 0:
         verification = workload.verify(result)
         timings = np.stack(gathered, axis=1)  # [repeat, rank, phase]
+        end = utc_now()
         record = RunRecord(
             workload=cls.name, backend=spec.backend, ranks=comm.size,
             nodes=len(set(prov["hostnames"])), size=params[cls.size_param],
             size_parameter=cls.size_param, parameters=params, repeats=spec.repeats,
-            warmup=spec.warmup, start_utc=start, end_utc=utc_now(),
+            warmup=spec.warmup, start_utc=progress.start_utc, end_utc=end,
             status="ok" if verification.ok else "verification_failed",
             verified=verification.ok, verification_method=verification.method,
             verification_detail=verification.detail, phases=["total", *cls.phases],
-            timings=timings, result=result, provenance=prov, run_id=uuid.uuid4().hex,
+            timings=timings, result=result, provenance=prov, run_id=progress.run_id,
+            segments_utc=[*progress.segments_utc, (segment_start, end)],
         )
         group = append_run(spec.out, record) if spec.out is not None else None
+        if spec.checkpoint is not None:
+            spec.checkpoint.unlink(missing_ok=True)  # the run is recorded: nothing to resume
         if not spec.quiet:
             print(summary_line(record, spec.out, group), flush=True)
         if not verification.ok:
@@ -207,6 +271,8 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any) -> int:
 def summary_line(r: RunRecord, out: Path | None, group: str | None) -> str:
     total = r.timings[:, :, 0].max(axis=1)  # a repeat lasts as long as its slowest rank
     where = f" -> {out}:{group}" if out is not None else ""
+    segments = f" in {len(r.segments_utc)} segments" if len(r.segments_utc) > 1 else ""
     return (f"{r.workload} [{r.backend}] ranks={r.ranks} {r.size_parameter}={r.size}: "
-            f"best {total.min():.4f} s, median {np.median(total):.4f} s over {r.repeats}; "
-            f"verified={'yes' if r.verified else 'NO'} ({r.verification_detail}){where}")
+            f"best {total.min():.4f} s, median {np.median(total):.4f} s over {r.repeats}"
+            f"{segments}; verified={'yes' if r.verified else 'NO'} "
+            f"({r.verification_detail}){where}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,34 @@ def hpc():
 
 def assert_ok(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+
+
+# -- Slurm ------------------------------------------------------------------------------
+# The local cluster of scripts/slurm-cluster.sh (started by `make test` when it can), or
+# any cluster named by SLURM_CONF. Slurm tests use the `slurm_env` fixture, which skips
+# them with the reason when no cluster answers.
+SLURM_DIR = Path(os.environ.get("HPC_SLURM_DIR", "/tmp/hpc-slurm"))
+SLURM_CLUSTER_SCRIPT = ROOT / "scripts" / "slurm-cluster.sh"
+
+
+@pytest.fixture(scope="session")
+def slurm_env() -> dict[str, str]:
+    """The environment for Slurm commands (SLURM_CONF set); skips when no cluster answers."""
+    conf = os.environ.get("SLURM_CONF") or str(SLURM_DIR / "etc" / "slurm.conf")
+    start = f"start one with `{SLURM_CLUSTER_SCRIPT.relative_to(ROOT)} start` (root with apt)"
+    if shutil.which("sbatch") is None or shutil.which("sacct") is None:
+        pytest.skip(f"no Slurm commands (sbatch, sacct) on PATH: {start}")
+    if not Path(conf).exists():
+        pytest.skip(f"no Slurm configuration at {conf}: {start}, or set SLURM_CONF")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_"))}
+    env["SLURM_CONF"] = conf
+    try:
+        nodes = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True,
+                               text=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"the Slurm cluster of {conf} does not answer within 30 s: {start}")
+    if nodes.returncode != 0 or not any(s.startswith(("idle", "mix", "alloc"))
+                                        for s in nodes.stdout.split()):
+        pytest.skip(f"the Slurm cluster of {conf} has no node up ({nodes.stdout.strip()}"
+                    f"{nodes.stderr.strip()}): {start}")
+    return env

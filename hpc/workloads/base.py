@@ -57,6 +57,16 @@ class Verification:
     detail: str
 
 
+@dataclass(frozen=True)
+class Block:
+    """This rank's piece ``array`` of a whole array of ``shape`` spread over the ranks
+    (state for a checkpoint: hpc.checkpoint writes each piece into place)."""
+
+    array: Any  # np.ndarray
+    index: tuple[slice, ...]  # where the piece sits in the whole array
+    shape: tuple[int, ...]
+
+
 class Workload(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -131,3 +141,27 @@ class Workload(ABC):
     @abstractmethod
     def verify(self, result: dict[str, Any]) -> Verification:
         """Rank 0 only: check the result."""
+
+    # -- checkpointing (hpc.checkpoint), for long step-by-step workloads ----------------
+    # Steps between the ranks' checks for a stop request; 0: the workload cannot stop.
+    checkpoint_every: ClassVar[int] = 0
+    stop: Any = None  # hpc.checkpoint.StopRequest, set by the runner for --checkpoint
+
+    def stop_agreed(self, step: int, timer: PhaseTimer) -> bool:
+        """True on every rank when the ranks agreed to stop after ``step``.
+
+        Collective every ``checkpoint_every`` steps (the same steps on every rank), only
+        when a checkpoint was asked for; otherwise free.
+        """
+        if self.stop is None or step % self.checkpoint_every:
+            return False
+        with timer.phase("communication"):
+            return self.stop.agree(self.comm)
+
+    def save_state(self) -> dict[str, Any]:
+        """After a stop: everything needed to go on (see hpc.checkpoint.save)."""
+        raise NotImplementedError(f"{self.name} cannot be checkpointed")
+
+    def load_state(self, saved: Any) -> None:
+        """Instead of reset(): continue from an hpc.checkpoint.SavedState."""
+        raise NotImplementedError(f"{self.name} cannot be checkpointed")

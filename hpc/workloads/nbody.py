@@ -15,7 +15,7 @@ import numpy as np
 
 from hpc.lazympi import MPI
 from hpc.timing import PhaseTimer
-from hpc.workloads.base import Param, Verification, Workload
+from hpc.workloads.base import Block, Param, Verification, Workload
 from hpc.workloads.decomp import block_counts
 
 REFERENCE_MAX_INTERACTIONS = int(os.environ.get("HPC_REFERENCE_MAX_WORK", 5 * 10**7))
@@ -79,6 +79,23 @@ class NBody(Workload):
         self.pos = self.pos0.copy()  # all bodies, shared by Allgatherv
         self.vel = self.vel0[:, self.lo:self.hi].copy()  # a copy even when one rank has all
         self.acc = np.zeros_like(self.vel)
+        self.step = 0  # steps done
+
+    checkpoint_every = 1  # a step costs N^2 interactions: a one-integer Allreduce is nothing
+
+    def save_state(self) -> dict[str, Any]:
+        n, mine = self.params["n"], (slice(None), slice(self.lo, self.hi))
+        return {"step": self.step, "positions": self.pos,
+                "velocities": Block(self.vel, mine, (3, n)),
+                "accelerations": Block(self.acc, mine, (3, n))}
+
+    def load_state(self, saved: Any) -> None:
+        self.reset()
+        mine = (slice(None), slice(self.lo, self.hi))
+        self.step = int(saved.scalar("step"))
+        self.pos[...] = saved.array("positions")
+        self.vel[...] = saved.block("velocities", mine)
+        self.acc[...] = saved.block("accelerations", mine)
 
     def _local_positions(self) -> np.ndarray:
         return np.ascontiguousarray(self.pos[:, self.lo:self.hi])
@@ -88,11 +105,12 @@ class NBody(Workload):
             self.comm.Allgatherv(local[d], [self.pos[d], self.counts, self.displs, MPI.DOUBLE])
 
     def execute(self, timer: PhaseTimer) -> None:
-        dt = self.params["dt"]
-        with timer.phase("compute"):
-            self.kernels.nbody_accel(self._local_positions(), self.pos, self.mass, self.eps2,
-                                     self.acc)
-        for _ in range(self.params["steps"]):
+        dt, steps = self.params["dt"], self.params["steps"]
+        if self.step == 0:  # a resumed run has the accelerations of its last step
+            with timer.phase("compute"):
+                self.kernels.nbody_accel(self._local_positions(), self.pos, self.mass,
+                                         self.eps2, self.acc)
+        for step in range(self.step + 1, steps + 1):
             with timer.phase("compute"):
                 self.vel += 0.5 * dt * self.acc
                 local = self._local_positions() + dt * self.vel
@@ -101,6 +119,9 @@ class NBody(Workload):
             with timer.phase("compute"):
                 self.kernels.nbody_accel(local, self.pos, self.mass, self.eps2, self.acc)
                 self.vel += 0.5 * dt * self.acc
+            self.step = step
+            if step < steps and self.stop_agreed(step, timer):
+                return
 
     def total_energy(self, pos: np.ndarray, vel_local: np.ndarray) -> float:
         """Collective: kinetic plus potential energy of all bodies."""

@@ -1,0 +1,9 @@
+"""Slurm for the suite: one ``Resources`` description rendered as job scripts (Jinja2
+templates and site profiles in ``slurm/``), submitted with ``sbatch --parsable`` or run as
+a function on every MPI rank through submitit, and followed through its states.
+
+Entry points: ``resources.Resources``, ``profiles.load_profile``, ``render.render_script``,
+``submit.submit`` / ``submit.submit_array``, ``tracker.Tracker``,
+``submitit_engine.submit_function``; the ``hpc submit/status/wait/cancel/logs`` commands
+are in ``cli``. See docs/SLURM.md.
+"""

@@ -1,0 +1,119 @@
+"""Tell the user about tracked jobs: state tables, progress while waiting, exit codes."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from hpc.slurm.jobdir import log_files, read_info, write_info
+from hpc.slurm.states import JobState, Tracked
+from hpc.slurm.tracker import Tracker
+
+# Exit codes of hpc wait / hpc submit --wait: 0 every job COMPLETED; a failed job's own
+# exit code (3: its result did not verify); 124 its time limit (as hpc run --timeout);
+# 1 anything else (cancelled, preempted, node failure, out of memory, outcome unknown).
+TIMEOUT_EXIT = 124
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def exit_code(jobs: Iterable[Tracked]) -> int:
+    """One exit code for the outcome of every job (the worst one wins)."""
+    codes = [0]
+    for job in jobs:
+        if job.state is JobState.COMPLETED:
+            continue
+        if job.state is JobState.TIMEOUT:
+            codes.append(TIMEOUT_EXIT)
+        elif job.state is JobState.FAILED and job.row is not None and job.row.return_code:
+            codes.append(job.row.return_code)
+        else:
+            codes.append(1)
+    return max(codes, key=lambda c: (c != 0, c == 1, c))
+
+
+def describe(job: Tracked) -> str:
+    row = job.row
+    parts = [job.state.value]
+    if row is not None and row.state_text and row.state_text != job.state.value:
+        parts.append(f"({row.state_text})")
+    if row is not None and row.exit_code and job.state.terminal:
+        parts.append(f"exit={row.exit_code}")
+    if job.restarts:
+        parts.append(f"requeued={job.restarts}")
+    if job.note:
+        parts.append(f"- {job.note}")
+    return " ".join(parts)
+
+
+def table(tracker: Tracker, folders: dict[str, Path | None]) -> str:
+    """One line per job or array task: id, state, exit code, elapsed, nodes, folder."""
+    header = f"{'JOB':<14} {'STATE':<14} {'EXIT':<6} {'ELAPSED':<10} {'NODES/REASON':<16} FOLDER"
+    lines = [header]
+    for key, job in sorted(tracker.jobs.items(), key=lambda kv: _sort_key(kv[0])):
+        row = job.row
+        folder = folders.get(key.split("_", 1)[0])
+        state = job.state.value + (f" (requeued {job.restarts}x)" if job.restarts else "")
+        lines.append(f"{key:<14} {state:<14} {row.exit_code if row else '':<6} "
+                     f"{row.elapsed if row else '':<10} {row.nodes if row else '':<16} "
+                     f"{folder or '-'}")
+        if job.note:
+            lines.append(f"{'':<14} note: {job.note}")
+    return "\n".join(lines)
+
+
+def as_json(tracker: Tracker, folders: dict[str, Path | None]) -> dict[str, dict]:
+    """``hpc status --json``: per job or array task, its state and what else is known."""
+    out = {}
+    for key, job in tracker.jobs.items():
+        folder = folders.get(key.split("_", 1)[0])
+        out[key] = {"state": job.state.value, "state_text": job.row.state_text if job.row
+                    else None, "exit_code": job.row.exit_code if job.row else None,
+                    "elapsed": job.row.elapsed if job.row else None,
+                    "restarts": job.restarts, "note": job.note or None,
+                    "folder": str(folder) if folder else None}
+    return out
+
+
+def _sort_key(job_id: str) -> tuple[int, int]:
+    base, _, task = job_id.partition("_")
+    return (int(base) if base.isdigit() else 0, int(task) if task.isdigit() else -1)
+
+
+def remember_states(tracker: Tracker, folders: dict[str, Path | None]) -> None:
+    """Keep the last state seen in each job folder's job.json (for when Slurm forgets)."""
+    for base, folder in folders.items():
+        if folder is None:
+            continue
+        states = {k: t.state.value for k, t in tracker.jobs.items()
+                  if k.split("_", 1)[0] == base}
+        if states:
+            info = read_info(folder)
+            info["last_state"] = states
+            write_info(folder, info)
+
+
+def wait_for(tracker: Tracker, timeout: float | None) -> bool:
+    """Wait with a line of progress per state change; False on timeout."""
+    started = time.monotonic()
+
+    def on_change(key: str, before: JobState, now: Tracked) -> None:
+        say(f"hpc: job {key}: {before.value} -> {describe(now)} "
+            f"({time.monotonic() - started:.0f} s)")
+
+    return tracker.wait(timeout=timeout, on_change=on_change)
+
+
+def show_failure_logs(folder: Path | None, job_id: str, lines: int = 20) -> None:
+    """The end of a failed job's error log, so the reason is on screen."""
+    if folder is None:
+        return
+    for path in log_files(folder, job_id):
+        if path.suffix != ".err" or not path.stat().st_size:
+            continue
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        say(f"==> {path} (last {len(tail)} lines) <==\n" + "\n".join(tail))

@@ -1,0 +1,34 @@
+#!/bin/bash
+#SBATCH --job-name=heat2d
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=2
+#SBATCH --cpus-per-task=1
+#SBATCH --time=00:05:00
+#SBATCH --partition=debug
+#SBATCH --output=slurm-%j.out
+#SBATCH --error=slurm-%j.err
+# Rendered by hpc submit from profile local.
+# Runs in the job folder it was submitted from; see docs/SLURM.md for the files it leaves.
+
+export OMP_NUM_THREADS=1
+
+# Where and when this job ran; the HDF5 record holds the rest of the provenance.
+job_tag=${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}
+job_tag=${job_tag:-${SLURM_JOB_ID:-nojob}}
+provenance="provenance-${job_tag}.txt"
+{
+  echo "job_id=${SLURM_JOB_ID:-}"
+  echo "restart_count=${SLURM_RESTART_COUNT:-0}"
+  echo "start_utc=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
+  echo "batch_host=$(hostname)"
+  echo "nodelist=${SLURM_JOB_NODELIST:-}"
+} >> "$provenance"
+
+srun --mpi=pmi2 --ntasks=2 /opt/venv/bin/python -m hpc run heat2d --n 64 --out /data/runs.h5
+status=$?
+
+{
+  echo "end_utc=$(date -u +%Y-%m-%dT%H:%M:%S+00:00)"
+  echo "exit_code=${status}"
+} >> "$provenance"
+exit "$status"
