@@ -55,12 +55,14 @@ def allocation(spec: StudySpec, profile: Any, ranks: int) -> Any:
 
 def exact_allocation(spec: StudySpec, profile: Any, ranks: int) -> Any:
     """Resources with exactly ``ranks`` tasks (submitit makes every task a rank): one node
-    when they fit on one, else the fewest nodes that share them evenly."""
-    per_node = allocation(spec, profile, 1).ntasks_per_node
+    unless [resources] ntasks_per_node says fewer fit, else the fewest nodes that share
+    them evenly."""
+    resources = allocation(spec, profile, 1)
+    per_node = spec.resources.get("ntasks_per_node", ranks)
     nodes = math.ceil(ranks / max(per_node, 1))
     while ranks % nodes:
         nodes += 1
-    return allocation(spec, profile, 1).updated(nodes=nodes, ntasks_per_node=ranks // nodes)
+    return resources.updated(nodes=nodes, ntasks_per_node=ranks // nodes)
 
 
 def _require_workload(spec: StudySpec, launcher: str) -> None:
@@ -146,8 +148,18 @@ def run_study_submitit(spec: StudySpec, points: list[Point], out: Path, *,
               f"({job.engine})", file=sys.stderr, flush=True)
         jobs.append((point, job))
     failures = []
+    # A job that cannot start (a request the partition refuses) would wait forever.
+    deadline = time.monotonic() + spec.timeout * len(jobs)
+    while not all(job.job.done() for _, job in jobs) and time.monotonic() < deadline:
+        time.sleep(1.0)
     for point, job in jobs:
         label = point.describe(size_name(spec))
+        if not job.job.done():
+            job.job.cancel(check=False)
+            failures.append(f"{label}: not finished within {spec.timeout * len(jobs):g} s "
+                            f"(the study's timeout per point x points); job {job.job_id} "
+                            "cancelled")
+            continue
         try:
             outcome = job.result()
         except Exception as exc:  # noqa: BLE001 - submitit re-raises the job's failure
