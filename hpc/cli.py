@@ -78,8 +78,8 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hpc", description="HPC job suite: MPI workloads with numpy and Cython kernels, "
-        "HDF5 run records, benchmarks.")
+        prog="hpc", description="HPC job suite: MPI workloads with numpy, Cython and CUDA "
+        "kernels, HDF5 run records, Slurm submission, strong and weak scaling studies.")
     parser.add_argument("--version", action="version", version=f"hpc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_parsers in PARSER_BUILDERS:

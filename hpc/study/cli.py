@@ -38,6 +38,11 @@ def add_study_parsers(commands: argparse._SubParsersAction) -> None:
                      help="don't analyse and write the report at the end")
     run.add_argument("--format", choices=("html", "md"), default="html",
                      help="report format (default: %(default)s)")
+    run.add_argument("--wait", action="store_true",
+                     help="slurm launcher: wait for the array and the report job to end")
+    run.add_argument("--jobs-dir", type=Path, metavar="DIR",
+                     help="slurm and submitit launchers: where job folders go "
+                     "(default: hpc-jobs/, or $HPC_JOBS_DIR)")
     run.set_defaults(handler=cmd_study_run)
 
     report = verbs.add_parser(
@@ -87,8 +92,10 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     from hpc.study.runner import run_study
 
-    code = run_study(spec, points, out, restart=args.restart)
-    if code == 0 and args.report and spec.launcher == "local":
+    code = run_study(spec, points, out, restart=args.restart, wait=args.wait,
+                     jobs_dir=args.jobs_dir)
+    # With the slurm launcher the report is the dependent job's work.
+    if code == 0 and args.report and spec.launcher != "slurm":
         return _report(out, args.format, None)
     return code
 

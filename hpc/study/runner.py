@@ -6,7 +6,6 @@ import os
 import sys
 from pathlib import Path
 
-from hpc.errors import UserError
 from hpc.study.plan import Point, size_name
 from hpc.study.spec import StudySpec
 from hpc.study.store import open_study_file, runs_by_point
@@ -22,8 +21,10 @@ def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Poin
     return [p for p in points if p not in done]
 
 
-def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = False) -> int:
-    """Run the study's pending points; 0 when every point is recorded and verified."""
+def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = False, *,
+              wait: bool = False, jobs_dir: Path | None = None) -> int:
+    """Run the study's pending points; 0 when every point is recorded and verified (with
+    the slurm launcher: when the jobs were submitted, or with ``wait`` when they ended)."""
     open_study_file(out, spec, restart=restart)
     todo = pending_points(spec, points, out)
     if not todo:
@@ -41,5 +42,10 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
 
         failures = run_points_locally(spec, todo, out)
         return 1 if failures else 0
-    raise UserError(f"the {spec.launcher} launcher for studies is not available yet; "
-                    "use --launcher local")
+    if spec.launcher == "submitit":
+        from hpc.study.slurm_launcher import run_study_submitit
+
+        return 1 if run_study_submitit(spec, todo, out, jobs_dir=jobs_dir) else 0
+    from hpc.study.slurm_launcher import submit_study_array
+
+    return submit_study_array(spec, todo, out, jobs_dir=jobs_dir, wait=wait)
