@@ -249,6 +249,27 @@ def test_tracker_asks_once_per_poll_for_all_jobs(cluster, tmp_path):
     assert tracker.polls >= 1 and tracker.calls == tracker.polls + tracker.fallbacks
 
 
+def test_tracker_falls_back_to_squeue_when_sacct_fails_and_says_so_once(cluster, tmp_path,
+                                                                          monkeypatch):
+    from hpc.slurm.tracker import Tracker
+
+    proc = submit(tmp_path / "jobs", *PI, "--out", str(tmp_path / "r.h5"), "--parsable")
+    assert_ok(proc)
+    # A real sacct failure: the same cluster, its accounting daemon at a closed port.
+    text = Path(cluster).read_text()
+    broken = tmp_path / "slurm.conf"
+    broken.write_text("\n".join("AccountingStoragePort=9" if line.startswith(
+        "AccountingStoragePort=") else line for line in text.splitlines()) + "\n")
+    monkeypatch.setenv("SLURM_CONF", str(broken))
+    said: list[str] = []
+    tracker = Tracker(say=said.append)
+    tracker.add(proc.stdout.strip())
+    assert tracker.wait(timeout=120, min_interval=0.5)
+    assert {t.state.value for t in tracker.jobs.values()} == {"COMPLETED"}
+    assert tracker.fallbacks == tracker.polls >= 1
+    assert len([m for m in said if "asking squeue" in m]) == 1, said
+
+
 def _provenance(jobs: Path, job_id: str) -> dict[str, str]:
     text = (job_folder(jobs, job_id) / f"provenance-{job_id}.txt").read_text()
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)

@@ -144,8 +144,11 @@ class Tracker:
                     self.source = "squeue"
                     self._say(f"hpc: note: {SQUEUE_LIMITS}")
                 else:
+                    # Said once: a database down for minutes would repeat it every poll.
+                    if not self.fallbacks:
+                        self._say(f"hpc: warning: {exc}; asking squeue instead while sacct "
+                                  "fails (said once)")
                     self.fallbacks += 1
-                    self._say(f"hpc: warning: {exc}; asking squeue this time")
         self.calls += 1
         return query_squeue(base_ids), "squeue"
 
