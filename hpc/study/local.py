@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from hpc.errors import UserError, VerificationError
 from hpc.launch import launch_local
 from hpc.study.external import PointFailed, run_command_point
 from hpc.study.plan import Point, size_name
@@ -14,8 +15,8 @@ from hpc.study.spec import StudySpec
 from hpc.workloads import WORKLOADS
 
 INTERRUPTED = 130
-BAD_INPUT = 2
-NOT_VERIFIED = 3
+BAD_INPUT = UserError.exit_code
+NOT_VERIFIED = VerificationError.exit_code
 
 
 def point_run_argv(spec: StudySpec, point: Point, out: Path) -> list[str]:

@@ -31,7 +31,9 @@ def open_study_file(path: Path, spec: StudySpec, restart: bool = False) -> None:
     if path.exists() and h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             stored = f.attrs.get("study_spec")
-        if stored is not None and json.loads(stored) != json.loads(spec.to_json()):
+        if stored is not None and json.loads(stored) == json.loads(spec.to_json()):
+            return  # this study's file already; an edit would copy the whole file for nothing
+        if stored is not None:
             if not restart:
                 raise UserError(
                     f"{path} holds a study run from a different spec (its ladder, sizes, "
