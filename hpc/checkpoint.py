@@ -24,15 +24,15 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hpc.errors import UserError
+from hpc.atomic import replace_atomically
+from hpc.errors import CHECKPOINTED, UserError
 from hpc.lazympi import MPI
-from hpc.records import replace_atomically
 from hpc.workloads.base import Block
 
 FORMAT_NAME = "hpc-suite checkpoint"
 FORMAT_VERSION = 1
 # EX_TEMPFAIL (sysexits.h): stopped on request with the state saved; start again to go on.
-EXIT_CHECKPOINTED = 75
+EXIT_CHECKPOINTED = CHECKPOINTED  # the code is defined in hpc.errors
 STOP_SIGNAL = signal.SIGUSR1
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+from hpc.errors import INTERRUPTED, TIMED_OUT
 from hpc.mpi_env import mpiexec_command
 
 KILL_GRACE_SECONDS = 5
@@ -33,10 +34,10 @@ def launch_local(nranks: int, hpc_argv: list[str], timeout: float | None = None)
         print(f"hpc: error: the run exceeded --timeout {timeout:g} s and was stopped",
               file=sys.stderr)
         _stop(proc)
-        return 124
+        return TIMED_OUT
     except KeyboardInterrupt:
         _stop(proc)
-        return 130
+        return INTERRUPTED
     finally:
         signal.signal(signal.SIGUSR1, previous)
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from hpc import checkpoint as ckpt
 from hpc import provenance
-from hpc.errors import UserError
+from hpc.errors import INTERRUPTED, UserError
 from hpc.records import RunRecord, append_run, check_output_path
 from hpc.timing import PhaseTimer
 from hpc.workloads import get_workload
@@ -154,7 +154,7 @@ def run_ranks(spec: RunSpec) -> int:
         if isinstance(exc, UserError):
             _say(f"hpc: error: {exc} {where}")
         elif isinstance(exc, KeyboardInterrupt):
-            code = 130
+            code = INTERRUPTED
             _say(f"hpc: interrupted {where}")
         else:
             _say(f"hpc: rank failed {where}:\n{traceback.format_exc()}")

@@ -20,8 +20,7 @@ from typing import Any
 
 import jinja2
 
-from hpc.checkpoint import EXIT_CHECKPOINTED
-from hpc.errors import UserError
+from hpc.errors import CHECKPOINTED, UserError
 from hpc.slurm.paths import templates_dir
 from hpc.slurm.profiles import Profile
 from hpc.slurm.resources import Resources
@@ -81,7 +80,7 @@ class JobScript:
     throttle: int | None = None  # arrays: at most this many tasks at once ("%" in --array)
     array: bool = False  # one array task per step (implied by several steps)
     # Checkpointing steps: Slurm signals them (USR1) this many seconds before the time
-    # limit; they save and exit EXIT_CHECKPOINTED, and the script requeues the job.
+    # limit; they save and exit CHECKPOINTED, and the script requeues the job.
     checkpoint_signal: int | None = None
 
     @property
@@ -159,4 +158,4 @@ def render_script(job: JobScript, profile: Profile, mpirun: str = "mpirun") -> s
         launcher_options=(resources.srun_options() if resources.launcher == "srun"
                           else list(resources.launcher_args)),
         ntasks=resources.ntasks, steps=job.steps, is_array=job.is_array,
-        mpirun=mpirun, requeue_on=EXIT_CHECKPOINTED if job.checkpoint_signal else None)
+        mpirun=mpirun, requeue_on=CHECKPOINTED if job.checkpoint_signal else None)

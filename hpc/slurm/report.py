@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from hpc.errors import FAILED, TIMED_OUT
 from hpc.slurm.jobdir import log_files, read_info, write_info
 from hpc.slurm.states import JobState, Tracked
 from hpc.slurm.tracker import Tracker
@@ -14,7 +15,6 @@ from hpc.slurm.tracker import Tracker
 # Exit codes of hpc wait / hpc submit --wait: 0 every job COMPLETED; a failed job's own
 # exit code (3: its result did not verify); 124 its time limit (as hpc run --timeout);
 # 1 anything else (cancelled, preempted, node failure, out of memory, outcome unknown).
-TIMEOUT_EXIT = 124
 
 
 def say(message: str) -> None:
@@ -28,11 +28,11 @@ def exit_code(jobs: Iterable[Tracked]) -> int:
         if job.state is JobState.COMPLETED:
             continue
         if job.state is JobState.TIMEOUT:
-            codes.append(TIMEOUT_EXIT)
+            codes.append(TIMED_OUT)
         elif job.state is JobState.FAILED and job.row is not None and job.row.return_code:
             codes.append(job.row.return_code)
         else:
-            codes.append(1)
+            codes.append(FAILED)
     return max(codes, key=lambda c: (c != 0, c == 1, c))
 
 
