@@ -3,64 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
-from hpc import __version__, cuda_cli
+from hpc import __version__, cuda_cli, submit_cli
 from hpc.errors import UserError
+from hpc.runs import Run, add_run_options, run_spec_from_args
 from hpc.slurm.cli import add_parsers as add_slurm_parsers
 from hpc.study.cli import add_study_parsers
 from hpc.workloads import WORKLOADS
-from kernels import BACKENDS
-
-DEFAULT_OUT = Path("results/runs.h5")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive number of ranks, got {value}")
-    return value
-
-
-def add_workload_options(p: argparse.ArgumentParser, cls: type, local: bool = True) -> None:
-    """The options of `hpc run NAME`, shared with `hpc submit NAME`, which leaves out the
-    local launch options (--np, --timeout: Slurm's resources say that there)."""
-    common = p.add_argument_group("run options")
-    if local:
-        common.add_argument("--np", type=_positive_int, metavar="P",
-                            help="number of MPI ranks to start with mpiexec (outside an MPI "
-                            "job; inside one, the job's ranks are used); default: 1 rank")
-    common.add_argument("--backend", choices=BACKENDS, default="cython",
-                        help="kernel implementation (default: %(default)s)")
-    common.add_argument("--size", type=int, metavar="S",
-                        help=f"problem size: sets --{cls.size_param.replace('_', '-')}")
-    common.add_argument("--repeats", type=int, default=3,
-                        help="timed repeats (default: %(default)s)")
-    common.add_argument("--warmup", type=int, default=1,
-                        help="untimed repeats before them (default: %(default)s)")
-    common.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="FILE.h5",
-                        help="HDF5 file the run record is appended to "
-                        "(default: %(default)s)")
-    if local:
-        common.add_argument("--timeout", type=float, metavar="SECONDS",
-                            help="stop the job after this long (with --np)")
-    common.add_argument("--quiet", action="store_true", help="print nothing on success")
-    if cls.checkpoint_every:
-        common.add_argument(
-            "--checkpoint", type=Path, metavar="FILE.h5",
-            help="on SIGUSR1 (Slurm: --signal=USR1@SECONDS) save the state here and exit "
-            "75; started again, resume from it; removed once the run is recorded "
-            "(docs/CHECKPOINT.md)")
-    own = p.add_argument_group(f"{cls.name} options")
-    for param in cls.params:
-        own.add_argument(f"--{param.option}", dest=f"param_{param.name}", type=param.type,
-                         default=None, choices=param.choices,
-                         metavar=None if param.choices else param.type.__name__.upper(),
-                         help=f"{param.help} (default: {param.default})")
 
 
 def _add_run_parser(commands: argparse._SubParsersAction) -> None:
@@ -72,7 +24,7 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     names = run.add_subparsers(dest="workload", metavar="WORKLOAD", required=True)
     for cls in WORKLOADS.values():
         p = names.add_parser(cls.name, help=cls.summary, description=cls.summary)
-        add_workload_options(p, cls)
+        add_run_options(p, cls)
         p.set_defaults(handler=cmd_run)
 
 
@@ -85,23 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     for add_parsers in PARSER_BUILDERS:
         add_parsers(commands)
     return parser
-
-
-def run_spec_from_args(args: argparse.Namespace):
-    from hpc.runner import RunSpec
-
-    cls = WORKLOADS[args.workload]
-    params = {k[len("param_"):]: v for k, v in vars(args).items()
-              if k.startswith("param_") and v is not None}
-    if args.size is not None:
-        named = params.get(cls.size_param)
-        if named is not None and named != args.size:
-            raise UserError(f"--size {args.size} and --{cls.size_param} {named} disagree; "
-                            "give one of them")
-        params[cls.size_param] = args.size
-    return RunSpec(workload=args.workload, backend=args.backend, params=params,
-                   repeats=args.repeats, warmup=args.warmup, out=args.out, quiet=args.quiet,
-                   np=args.np, checkpoint=getattr(args, "checkpoint", None))
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -119,9 +54,11 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         from hpc.runner import run_ranks
 
         return run_ranks(spec)  # a single rank, in this process
-    from hpc.launch import launch_local
+    from hpc.launchers.local import LocalLauncher
 
-    return launch_local(args.np, argv, timeout=args.timeout)
+    run = Run(args.workload, args.np, spec=spec, timeout=args.timeout,
+              info={"command": shlex.join(["hpc", *argv])})
+    return LocalLauncher.run_one(run)
 
 
 def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
@@ -162,7 +99,7 @@ def _cmd_show(args: argparse.Namespace, argv: list[str]) -> int:
 # Each entry adds its subcommands to the parser and sets `handler` (args, argv) -> exit code.
 # Feature modules register here with one line, keeping this file free of their details.
 PARSER_BUILDERS = [_add_run_parser, _add_tool_parsers, add_study_parsers, cuda_cli.add_parsers,
-                   add_slurm_parsers]
+                   submit_cli.add_parsers, add_slurm_parsers]
 
 
 def main(argv: list[str] | None = None) -> int:

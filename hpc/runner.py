@@ -12,7 +12,6 @@ import os
 import sys
 import traceback
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,30 +22,13 @@ from hpc import checkpoint as ckpt
 from hpc import provenance
 from hpc.errors import INTERRUPTED, UserError
 from hpc.records import RunRecord, append_run, check_output_path
+from hpc.runs import RunSpec
 from hpc.timing import PhaseTimer
 from hpc.workloads import get_workload
 
 # Test hook: the rank named here raises in its first timed repeat, after its
 # neighbours have entered communication: the real failure a hang would come from.
 FAIL_RANK_ENV = "HPC_FAIL_RANK"
-
-
-@dataclass
-class RunSpec:
-    workload: str
-    backend: str
-    params: dict[str, Any]
-    repeats: int = 3
-    warmup: int = 1
-    out: Path | None = None
-    quiet: bool = False
-    np: int | None = None  # ranks asked for; inside a job it must match the job's
-    checkpoint: Path | None = None  # save here on SIGUSR1 and resume from here
-
-    def identity(self, params: dict[str, Any], nranks: int) -> ckpt.Identity:
-        """What a checkpoint of this run records, to be matched on resume."""
-        return ckpt.Identity(self.workload, self.backend, params, self.repeats, self.warmup,
-                             nranks)
 
 
 def utc_now() -> str:

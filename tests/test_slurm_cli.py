@@ -16,6 +16,8 @@ from tests.conftest import assert_ok, run_hpc
 from tests.test_cli_errors import assert_clean_error
 
 SMALL_HEAT = ("heat2d", "--size", "32", "--steps", "10", "--repeats", "1", "--warmup", "0")
+# The submitit launcher on this machine, as where Slurm is absent (ranks from mpiexec).
+SUBMITIT_HERE = {"HPC_SUBMITIT_ENGINE": "local"}
 
 
 def submit(*args: str, jobs: Path, env: dict[str, str] | None = None, timeout: float = 120):
@@ -63,14 +65,17 @@ def test_dry_run_resource_options_override_the_profile(tmp_path):
     (("--env", "NOEQUALS"), ["--env 'NOEQUALS': give NAME=VALUE"]),
     (("--env", "1A=x"), ["environment variable '1A' is not allowed"]),
     (("--directive=--output=/tmp/x",), ["conflicts with what hpc writes"]),
-    (("--launcher", "aprun"), ["launcher 'aprun' is not one of srun, mpirun"]),
+    (("--starter", "aprun"), ["starter 'aprun' is not one of srun, mpirun"]),
     (("--dependency", "afterok:1;id"), ["not a Slurm job id"]),
     (("--profile", "nosuchsite"), ["unknown profile 'nosuchsite'", "local"]),
     (("--checkpoint-signal", "30"), ["--checkpoint-signal needs --checkpoint FILE.h5"]),
     (("--checkpoint", "c.h5", "--time", "00:00:09"), ["too short to checkpoint"]),
     (("--checkpoint", "c.h5", "--time", "1", "--checkpoint-signal", "55"),
      ["give 1 to 50 s"]),
-    (("--checkpoint", "c.h5", "--engine", "submitit"), ["go with --engine sbatch"]),
+    (("--checkpoint", "c.h5", "--launcher", "submitit"),
+     ["the submitit launcher does not take --checkpoint"]),
+    (("--hold", "--launcher", "local"), ["the local launcher does not take --hold"]),
+    (("--engine", "sbatch"), ["--engine is now --launcher: use --launcher slurm"]),
     (("--ntasks-per-node", "4", "--size", "1"), ["too small for 4 ranks"]),
 ])
 def test_bad_input_fails_before_slurm(tmp_path, args, phrases):
@@ -116,9 +121,9 @@ def test_status_logs_and_cancel_refuse_what_is_not_a_job(tmp_path):
 def test_submitit_local_engine_runs_real_ranks(tmp_path):
     out = tmp_path / "r.h5"
     proc = submit(*SMALL_HEAT, "--ntasks-per-node", "2", "--out", str(out),
-                  "--engine", "submitit-local", jobs=tmp_path / "jobs")
+                  "--launcher", "submitit", jobs=tmp_path / "jobs", env=SUBMITIT_HERE)
     assert_ok(proc)
-    assert "exit code 0 on 2 ranks" in proc.stdout
+    assert "submitit run: exit code 0 on 2 ranks" in proc.stdout
     (run,) = read_runs(out)
     assert run["ranks"] == 2 and run["verified"]
     assert run["provenance"]["command_line"].startswith("hpc submit heat2d")
@@ -131,20 +136,30 @@ def test_submitit_local_engine_runs_real_ranks(tmp_path):
 
 def test_submitit_local_engine_reports_a_failing_rank(tmp_path):
     out = tmp_path / "r.h5"
-    assert_ok(submit(*SMALL_HEAT, "--out", str(out), "--engine", "submitit-local",
-                     jobs=tmp_path / "jobs"))
+    assert_ok(submit(*SMALL_HEAT, "--out", str(out), "--launcher", "submitit",
+                     jobs=tmp_path / "jobs", env=SUBMITIT_HERE))
     with h5py.File(out) as f:
         before = sorted(f["runs"])
-    proc = submit(*SMALL_HEAT, "--ntasks-per-node", "2", "--out", str(out), "--engine",
-                  "submitit-local", jobs=tmp_path / "jobs",
-                  env={"HPC_FAIL_RANK": "1"})
+    proc = submit(*SMALL_HEAT, "--ntasks-per-node", "2", "--out", str(out), "--launcher",
+                  "submitit", jobs=tmp_path / "jobs",
+                  env={"HPC_FAIL_RANK": "1", **SUBMITIT_HERE})
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    assert "the local run failed: mpiexec -n 2 exited with 1" in proc.stderr
+    assert "the job failed: mpiexec -n 2 exited with 1" in proc.stderr
     assert "Traceback" not in proc.stderr
     log = Path(proc.stderr.split("the ranks' messages are in ")[1].strip())
     assert "rank failed [rank 1@" in log.read_text()
     with h5py.File(out) as f:  # the earlier record is intact
         assert sorted(f["runs"]) == before
+
+
+def test_local_launcher_runs_the_same_submission_here(tmp_path):
+    out = tmp_path / "r.h5"
+    proc = submit(*SMALL_HEAT, "--ntasks-per-node", "2", "--out", str(out), "--launcher",
+                  "local", jobs=tmp_path / "jobs")
+    assert_ok(proc)
+    (run,) = read_runs(out)
+    assert run["ranks"] == 2 and run["verified"]
+    assert "heat2d ranks=2 status=ok" in proc.stdout
 
 
 def test_submitit_api_returns_rank_zero_value(tmp_path):

@@ -26,8 +26,8 @@ def test_every_field_renders():
         nodes=2, ntasks_per_node=4, cpus_per_task=8, gpus_per_node=2, mem="64g",
         time="1-02:03:04", partition="gpu,gpu-long", account="proj_1", qos="high",
         constraint="a100&(ib|roce)", job_name="heat.big", modules=["gcc/12.3", "openmpi@4.1"],
-        environment={"OMP_NUM_THREADS": "8"}, launcher="srun", mpi="pmix", gpu_type="a100",
-        gpu_directive="gres", launcher_args=["--gpu-bind=closest"],
+        environment={"OMP_NUM_THREADS": "8"}, starter="srun", mpi="pmix", gpu_type="a100",
+        gpu_directive="gres", starter_args=["--gpu-bind=closest"],
         extra_directives=["--exclusive", "--mail-type=END"])
     assert r.ntasks == 8
     assert r.sbatch_options() == [
@@ -44,7 +44,7 @@ def test_unknown_field_lists_the_valid_ones():
         Resources.create(nodes=1, ntask_per_node=2)
     message = str(err.value)
     assert "unknown resource field(s): ntask_per_node" in message
-    for name in ("ntasks_per_node", "cpus_per_task", "partition", "launcher", "modules"):
+    for name in ("ntasks_per_node", "cpus_per_task", "partition", "starter", "modules"):
         assert name in message
     with pytest.raises(UserError, match="unknown resource field"):
         Resources.create().updated(gpus=1)
@@ -62,7 +62,8 @@ def test_unknown_field_lists_the_valid_ones():
     ("mem", "0", "mem '0' is not allowed"),
     ("mem", "4 GB", "mem '4 GB' is not allowed"),
     ("mem", "4X", "unit K, M, G or T"),
-    ("launcher", "mpiexec", "launcher 'mpiexec' is not one of srun, mpirun"),
+    ("starter", "mpiexec", "starter 'mpiexec' is not one of srun, mpirun"),
+    ("launcher", "srun", "resource field 'launcher' is now 'starter'"),
     ("gpu_directive", "gpus", "gpu_directive 'gpus' is not one of"),
     ("mpi", "PMIx 4", "srun --mpi plugin name"),
     ("modules", "gcc", "modules must be a list"),
@@ -70,7 +71,7 @@ def test_unknown_field_lists_the_valid_ones():
     ("environment", {"1X": "a"}, "environment variable '1X' is not allowed"),
     ("environment", {"X": None}, "value must be a string"),
     ("environment", "X=1", "environment must be a table"),
-    ("launcher_args", ["--bind-to core"], "launcher argument '--bind-to core'"),
+    ("starter_args", ["--bind-to core"], "starter argument '--bind-to core'"),
     ("extra_directives", ["exclusive"], "extra directive 'exclusive' is not allowed"),
 ])
 def test_impossible_values_fail_clearly(field, value, phrase):
@@ -117,7 +118,7 @@ def test_hostile_constraint_and_directives_are_rejected(value):
     with pytest.raises(UserError, match="is not allowed"):
         Resources.create(extra_directives=[f"--comment={value}"])
     with pytest.raises(UserError, match="is not allowed"):
-        Resources.create(launcher_args=[value])
+        Resources.create(starter_args=[value])
 
 
 @pytest.mark.parametrize("directive,field", [

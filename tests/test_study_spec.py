@@ -151,9 +151,16 @@ def test_workload_and_command_are_exclusive():
 
 
 @pytest.mark.parametrize(("command", "phrase"), [
-    ({"run": "mpiexec -n {ranks} ./app {nodes}"}, "uses {nodes}"),
+    ({"run": "mpiexec -n {ranks} ./app {cores}"}, "uses {cores}"),
+    ({"run": "{mpirun}x ./app"}, "{mpirun} must be a word of its own"),
+    ({"run": "{mpirun} ./app {x}", "derived": {"x": "__import__('os')"}},
+     "only whole numbers"),
+    ({"run": "{mpirun} ./app {x}", "derived": {"x": "ranks / 2"}}, "no Div"),
+    ({"run": "{mpirun} ./app {x}", "derived": {"x": "cores * 2"}}, "uses 'cores'"),
+    ({"run": "{mpirun} ./app", "inputs": ["no-such-input.dat"]},
+     "'no-such-input.dat' does not exist"),
     ({"run": "mpiexec -n {ranks} ./app {size!r}"}, "uses {size}"),
-    ({"run": "./app --size {size}"}, "must start its own ranks with {ranks}"),
+    ({"run": "./app --size {size}"}, "must start its ranks: begin it with {mpirun}"),
     ({"run": "mpiexec -n {ranks} './app"}, "cannot be split"),
     ({"run": "mpiexec -n {ranks} ./app", "time_regex": "no group"}, "needs a group"),
     ({"run": "mpiexec -n {ranks} ./app", "time_regex": "(["}, "not a valid regular"),
@@ -169,11 +176,12 @@ def test_bad_commands(command, phrase):
 
 def test_shell_syntax_in_a_command_stays_literal_words():
     spec = parse_study({"kind": "strong", "ranks": [1, 2], "size": 3, "command": {
-        "run": "mpiexec -n {ranks} ./app '$(touch /tmp/x); `id`' {size}"}}, "t")
+        "run": "{mpirun} app '$(touch /tmp/x); `id`' {size} {cells}",
+        "derived": {"cells": "size * ranks"}}}, "t")
     from hpc.study.external import command_argv
 
-    argv = command_argv(spec.command, plan_study(spec)[1], 0)
-    assert argv == ["mpiexec", "-n", "2", "./app", "$(touch /tmp/x); `id`", "3"]
+    argv = command_argv(spec, plan_study(spec)[1], 0, ["mpiexec", "-n", "2"])
+    assert argv == ["mpiexec", "-n", "2", "app", "$(touch /tmp/x); `id`", "3", "6"]
 
 
 def test_spec_survives_the_round_trip_through_the_study_file():

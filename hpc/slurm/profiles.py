@@ -5,7 +5,7 @@ every job). Its keys:
 
     description = "what site this is"
     template = "srun.sh.j2"      # optional: a template in slurm/templates, or a file
-                                 # relative to the profile; default: <launcher>.sh.j2
+                                 # relative to the profile; default: <starter>.sh.j2
     python = "/path/to/python"   # optional: the interpreter on compute nodes;
                                  # default: the Python that submits
     setup = ["module purge"]     # optional: shell lines before modules are loaded
@@ -53,8 +53,8 @@ class Profile:
     resources: Resources = field(default_factory=Resources)
 
     def template_name(self, resources: Resources) -> str:
-        """The template to render: the profile's own, else the launcher's."""
-        return self.template or f"{resources.launcher}.sh.j2"
+        """The template to render: the profile's own, else the starter's."""
+        return self.template or f"{resources.starter}.sh.j2"
 
     @property
     def folder(self) -> Path | None:

@@ -1,7 +1,7 @@
 """Render job scripts from the Jinja2 templates in ``slurm/templates``.
 
 Templates inherit: ``base.sh.j2`` (header, modules and environment, provenance capture,
-the launch of each step) is extended by one template per launcher (``srun.sh.j2``,
+the launch of each step) is extended by one template per starter (``srun.sh.j2``,
 ``mpirun.sh.j2``), which a site template may extend again.
 
 Quoting is on by default: every ``{{ value }}`` is written through ``shlex.quote`` unless
@@ -69,6 +69,9 @@ class Step:
 
     argv: tuple[str, ...]
     ntasks: int | None = None  # ranks for this step; None: every task of the allocation
+    # A program that starts its own ranks (a [command] study's point driver runs the user's
+    # "{mpirun} app" itself): run once in the batch shell, not under srun/mpirun.
+    direct: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,10 +139,10 @@ def _environment(profile: Profile) -> jinja2.Environment:
 
 def render_script(job: JobScript, profile: Profile, mpirun: str = "mpirun") -> str:
     """The job script text for ``job`` under ``profile``; ``mpirun`` is the program the
-    mpirun launcher runs (found on the job's PATH when a bare name)."""
+    mpirun starter runs (found on the job's PATH when a bare name)."""
     job.check()
     resources = job.resources
-    if resources.launcher == "srun":
+    if resources.starter == "srun":
         resources = resources.with_mpi_resolved()
     options = resources.sbatch_options()
     array = job.array_option()
@@ -155,7 +158,7 @@ def render_script(job: JobScript, profile: Profile, mpirun: str = "mpirun") -> s
     return template.render(
         sbatch_options=options, profile=profile.name, description=profile.description,
         setup=profile.setup, modules=resources.modules, environment=resources.environment,
-        launcher_options=(resources.srun_options() if resources.launcher == "srun"
-                          else list(resources.launcher_args)),
+        starter_options=(resources.srun_options() if resources.starter == "srun"
+                          else list(resources.starter_args)),
         ntasks=resources.ntasks, steps=job.steps, is_array=job.is_array,
         mpirun=mpirun, requeue_on=CHECKPOINTED if job.checkpoint_signal else None)

@@ -23,7 +23,9 @@ from typing import Any
 
 from hpc.errors import UserError
 
-LAUNCHERS = ("srun", "mpirun")
+STARTERS = ("srun", "mpirun")  # what starts the ranks inside a Slurm job
+# Field names before "launcher" came to mean local|slurm|submitit only.
+_RENAMED = {"launcher": "starter", "launcher_args": "starter_args"}
 # The srun PMI plugin each MPI family speaks: Open MPI is built with PMIx; MPICH (the PyPI
 # wheel, Intel MPI, MVAPICH) speaks PMI-2 and refuses PMIx unless built for it.
 SRUN_MPI_FOR_FLAVOR = {"openmpi": "pmix", "mpich": "pmi2"}
@@ -40,7 +42,7 @@ _MEM = re.compile(r"[1-9][0-9]*[KMGT]?")
 _MPI_PLUGIN = re.compile(r"[a-z][a-z0-9_]*")
 # One command-line option (sbatch directive or srun argument): --name or --name=value.
 _OPTION = re.compile(r"--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:=@%+/*\[\]&|()!-]+)?")
-# One argument of the launcher (srun or mpirun), e.g. --gpu-bind=closest or --bind-to, core.
+# One argument of the starter (srun or mpirun), e.g. --gpu-bind=closest or --bind-to, core.
 _TOKEN = re.compile(r"[A-Za-z0-9_.,:=@%+/*\[\]-]+")
 _TIME = re.compile(r"(?:(?P<days>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?")
 
@@ -114,6 +116,13 @@ def _check_strings(name: str, value: Any) -> tuple[str, ...]:
 _NAME_RULE = "use letters, digits and . _ + - only (no spaces, quotes, ; $ ` or newlines)"
 
 
+def _refuse_old_names(given: Mapping[str, Any]) -> None:
+    for old in sorted(set(given) & set(_RENAMED)):
+        raise UserError(f"resource field {old!r} is now {_RENAMED[old]!r} (srun or mpirun: "
+                        "what starts the ranks in a job); 'launcher' names how a run is "
+                        "started: local, slurm or submitit")
+
+
 @dataclass(frozen=True)
 class Resources:
     """What a job asks Slurm (or local mpiexec) for. Make one with ``Resources.create``."""
@@ -131,13 +140,13 @@ class Resources:
     job_name: str = "hpc"
     modules: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
-    launcher: str = "srun"  # srun (ranks started by Slurm) or mpirun (the MPI's own)
+    starter: str = "srun"  # srun (ranks started by Slurm) or mpirun (the MPI's own)
     # srun --mpi plugin. "auto": pmix for Open MPI, pmi2 for MPICH-derived MPIs, judged by
     # the mpiexec beside the submitting Python; None: Slurm's MpiDefault.
     mpi: str | None = "auto"
     gpu_directive: str = "gpus-per-node"  # how this site asks for GPUs: gpus-per-node | gres
     gpu_type: str | None = None  # e.g. a100: --gres=gpu:a100:N or --gpus-per-node=a100:N
-    launcher_args: tuple[str, ...] = ()  # more launcher options, e.g. --gpu-bind=closest
+    starter_args: tuple[str, ...] = ()  # more starter options, e.g. --gpu-bind=closest
     extra_directives: tuple[str, ...] = ()  # more #SBATCH options, e.g. --exclusive
 
     # -- construction --------------------------------------------------------------------
@@ -149,6 +158,7 @@ class Resources:
     def create(cls, values: Mapping[str, Any] | None = None, **more: Any) -> Resources:
         """A validated Resources from field values; unknown names fail listing valid ones."""
         given = {**(values or {}), **more}
+        _refuse_old_names(given)
         unknown = sorted(set(given) - set(cls.field_names()))
         if unknown:
             raise UserError(f"unknown resource field(s): {', '.join(unknown)}; valid fields: "
@@ -159,6 +169,7 @@ class Resources:
         """A copy with some fields replaced (None leaves a field as it is), validated."""
         current = {name: getattr(self, name) for name in self.field_names()}
         given = {k: v for k, v in {**(values or {}), **more}.items() if v is not None}
+        _refuse_old_names(given)
         unknown = sorted(set(given) - set(current))
         if unknown:
             raise UserError(f"unknown resource field(s): {', '.join(unknown)}; valid fields: "
@@ -191,18 +202,18 @@ class Resources:
                            ". _ + / @ : ~ - only") for m in _check_strings("modules",
                                                                            self.modules)))
         set_(self, "environment", self._checked_environment(self.environment))
-        if self.launcher not in LAUNCHERS:
-            raise UserError(f"launcher {self.launcher!r} is not one of {', '.join(LAUNCHERS)}")
+        if self.starter not in STARTERS:
+            raise UserError(f"starter {self.starter!r} is not one of {', '.join(STARTERS)}")
         if self.mpi is not None:
             _check_pattern("mpi", self.mpi, _MPI_PLUGIN,
                            "give an srun --mpi plugin name such as pmix, pmi2 or none")
         if self.gpu_directive not in GPU_DIRECTIVES:
             raise UserError(f"gpu_directive {self.gpu_directive!r} is not one of "
                             f"{', '.join(GPU_DIRECTIVES)}")
-        set_(self, "launcher_args", tuple(
-            _check_pattern("launcher argument", arg, _TOKEN, "give one argument per list item, "
+        set_(self, "starter_args", tuple(
+            _check_pattern("starter argument", arg, _TOKEN, "give one argument per list item, "
                            "with no spaces, quotes, ; $ ` or newlines")
-            for arg in _check_strings("launcher_args", self.launcher_args)))
+            for arg in _check_strings("starter_args", self.starter_args)))
         set_(self, "extra_directives", self._checked_options("extra_directives",
                                                              self.extra_directives))
         for option in self.extra_directives:
@@ -306,7 +317,7 @@ class Resources:
         if self.mpi == "auto":
             raise ValueError("resolve mpi='auto' with with_mpi_resolved() before rendering")
         mpi = [f"--mpi={self.mpi}"] if self.mpi else []
-        return mpi + list(self.launcher_args)
+        return mpi + list(self.starter_args)
 
     def submitit_parameters(self) -> dict[str, Any]:
         """Parameters for ``submitit.SlurmExecutor.update_parameters``: the same job."""

@@ -108,9 +108,12 @@ def resolve_engine(engine: str) -> str:
 
 
 def submit_function(fn: Callable[..., Any], *args: Any, resources: Resources, folder: Path,
-                    engine: str = "auto", python: str | None = None,
+                    engine: str = "auto", python: str | None = None, every_rank: bool = True,
                     **kwargs: Any) -> FunctionJob:
     """Run ``fn(*args, **kwargs)`` on every MPI rank of a job described by ``resources``.
+
+    With ``every_rank=False`` it runs once, in the batch script, holding the whole
+    allocation: for a function that starts its ranks itself (srun, mpiexec).
 
     ``folder`` must be new or empty (one per submission) and, on a cluster, on a file
     system the compute nodes share. ``engine``: "slurm", "local" or "auto" (Slurm when
@@ -130,12 +133,15 @@ def submit_function(fn: Callable[..., Any], *args: Any, resources: Resources, fo
         executor = submitit.LocalExecutor(folder=folder, python=python)
         executor.update_parameters(timeout_min=max(1, -(-resources.time_seconds // 60)),
                                    tasks_per_node=1, nodes=1)
-        job = executor.submit(_launch_local, fn, args, kwargs, resources, folder)
+        job = (executor.submit(_launch_local, fn, args, kwargs, resources, folder)
+               if every_rank else executor.submit(fn, *args, **kwargs))
         return FunctionJob(job, engine, folder)
     executor = _slurm_executor_class()(folder=folder, python=python)
-    executor.update_parameters(**resources.with_mpi_resolved().submitit_parameters())
+    executor.update_parameters(**resources.with_mpi_resolved().submitit_parameters(),
+                               use_srun=every_rank)
     try:
-        job = executor.submit(on_every_rank, fn, args, kwargs)
+        job = (executor.submit(on_every_rank, fn, args, kwargs) if every_rank
+               else executor.submit(fn, *args, **kwargs))
     except FailedJobError as exc:
         raise SlurmError(f"sbatch refused the job: {str(exc).strip()}") from None
     return FunctionJob(job, engine, folder)

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from hpc.errors import UserError
-from hpc.study.spec import LAUNCHERS, StudySpec, load_study, shipped_studies_folder
+from hpc.launchers import launcher_names
+from hpc.launchers._starters import STARTERS
+from hpc.study.spec import StudySpec, load_study, shipped_studies_folder
 
 RESULTS = Path("results")
 
@@ -25,7 +27,7 @@ def add_study_parsers(commands: argparse._SubParsersAction) -> None:
         "already recorded, so an interrupted study resumes where it stopped.")
     run.add_argument("study", metavar="STUDY",
                      help="a study file, or the name of a shipped one (hpc study list)")
-    run.add_argument("--launcher", choices=LAUNCHERS,
+    run.add_argument("--launcher", choices=launcher_names(),
                      help="override the study file's launcher (default: the file's, else local)")
     run.add_argument("--out", type=Path, metavar="FILE.h5",
                      help="study file (default: results/NAME.h5)")
@@ -67,6 +69,15 @@ def add_study_parsers(commands: argparse._SubParsersAction) -> None:
 
     listing = verbs.add_parser("list", help="the shipped studies in scaling_studies/")
     listing.set_defaults(handler=cmd_study_list)
+
+    # What a launcher runs for one point of a [command] study (not for typing by hand).
+    point = verbs.add_parser("point", help=argparse.SUPPRESS)
+    point.add_argument("file", type=Path)
+    point.add_argument("index", type=int)
+    point.add_argument("--starter", choices=STARTERS, required=True)
+    point.add_argument("--mpi", help="srun --mpi plugin")
+    point.add_argument("--mpirun", default="mpirun", help="the job's mpirun")
+    point.set_defaults(handler=cmd_study_point)
 
 
 def resolve_study_path(name: str) -> Path:
@@ -130,6 +141,25 @@ def cmd_study_compare(args: argparse.Namespace, argv: list[str]) -> int:
     comparison = compare(a, b)
     print(comparison.text())
     return 1 if comparison.regressed else 0
+
+
+def cmd_study_point(args: argparse.Namespace, argv: list[str]) -> int:
+    from hpc.study.external import PointFailed, run_command_point
+    from hpc.study.plan import plan_study
+    from hpc.study.store import read_study_spec
+
+    spec = read_study_spec(args.file)
+    points = plan_study(spec)
+    if spec.command is None or not 0 <= args.index < len(points):
+        raise UserError(f"{args.file} has no [command] point {args.index}")
+    try:
+        best = run_command_point(spec, points[args.index], args.file, starter=args.starter,
+                                 mpi=args.mpi, mpirun=args.mpirun)
+    except PointFailed as exc:
+        print(f"hpc: error: point {args.index}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"point {args.index}: ok, best {best:.4g} s", file=sys.stderr)
+    return 0
 
 
 def cmd_study_list(args: argparse.Namespace, argv: list[str]) -> int:

@@ -1,20 +1,31 @@
 """Run a user's own program as a study point and record it like a built-in run.
 
-The command line is split once, when the study is read; the placeholders ({ranks},
-{size}, {repeat}) are then filled into the words with numbers, and the words are run
-without a shell, so nothing in a study file can inject shell syntax. The time of a repeat
-is the wall clock around the program, or what it prints: a regular expression's first
-group, or a key of the last JSON object on its standard output.
+This is the driver a launcher starts for a [command] point (``hpc study point FILE N``):
+one process that runs the program's warm-ups and repeats, each starting its ranks with
+the launcher's ``{mpirun}`` (mpiexec -n P here, srun -n P in a Slurm job).
+
+The command line was split once, when the study was read; ``{mpirun}`` becomes the
+starter's words and the other placeholders numbers, and the words are run without a
+shell, so nothing in a study file can inject shell syntax. Every repeat runs in a fresh
+folder under the study's (``<study>.points/point-N-.../repeat-R``, warm-ups in
+``warmup-K``) with the declared inputs copied or linked in; its output stays there and,
+bounded, in the record. The time of a repeat is the wall clock around the program or a
+number it prints (a regular expression's first group, or a key of the last JSON line),
+and so is every other figure of merit. [check] patterns must match every repeat's output,
+and [check] agree values must agree with the points already recorded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,22 +34,61 @@ from typing import Any
 import numpy as np
 
 from hpc import provenance
-from hpc.records import RunRecord, append_run
+from hpc.errors import FAILED, NOT_VERIFIED
+from hpc.records import RunRecord, append_run, read_runs
 from hpc.runner import utc_now
+from hpc.study.formula import check_formula, evaluate
 from hpc.study.plan import Point
-from hpc.study.spec import CommandSpec, StudySpec
+from hpc.study.spec import MPIRUN, CommandSpec, StudySpec
 from hpc.study.store import COMMAND_WORKLOAD
 
-OUTPUT_TAIL = 2000  # characters of a failed command's output shown to the user
+OUTPUT_TAIL = 2000       # characters of a failed command's output shown to the user
+OUTPUT_KEPT = 16384      # characters of each repeat's output kept in the record
+VERSION_TIMEOUT = 30
 
 
 class PointFailed(Exception):
     """The point did not produce a usable time; the message says why."""
 
+    exit_code = FAILED
 
-def command_argv(command: CommandSpec, point: Point, repeat: int) -> list[str]:
-    values = {"ranks": point.ranks, "size": point.size, "repeat": repeat}
-    return [word.format(**values) for word in command.argv]
+
+class ChecksFailed(PointFailed):
+    """The point ran and is recorded, but a [check] failed."""
+
+    exit_code = NOT_VERIFIED
+
+
+def point_values(spec: StudySpec, point: Point, repeat: int, nodes: int = 1) -> dict[str, int]:
+    """Every placeholder's number for one repeat of a point, derived ones included."""
+    values = {"ranks": point.ranks, "nodes": nodes,
+              "ranks_per_node": -(-point.ranks // nodes), "threads": spec.threads,
+              "size": point.size, "repeat": repeat}
+    command = spec.command
+    for name, formula in command.derived:
+        where = f"{spec.source}: [command.derived] {name}"
+        tree = check_formula(formula, set(values) - {"repeat"}, where)
+        values[name] = evaluate(tree, values, where)
+    return values
+
+
+def fill(words: tuple[str, ...], values: dict[str, int], mpirun: list[str]) -> list[str]:
+    """The words with ``{mpirun}`` replaced by the starter's and the rest by numbers."""
+    argv: list[str] = []
+    for word in words:
+        argv += mpirun if word == MPIRUN else [word.format(**values)]
+    return argv
+
+
+def command_argv(spec: StudySpec, point: Point, repeat: int, mpirun: list[str],
+                 nodes: int = 1) -> list[str]:
+    return fill(spec.command.argv, point_values(spec, point, repeat, nodes), mpirun)
+
+
+def program_word(command: CommandSpec) -> str:
+    """The program the command runs: the word after {mpirun}, else the first."""
+    argv = command.argv
+    return argv[argv.index(MPIRUN) + 1] if MPIRUN in argv[:-1] else argv[0]
 
 
 def _lookup(data: Any, dotted: str) -> Any:
@@ -49,15 +99,15 @@ def _lookup(data: Any, dotted: str) -> Any:
     return data
 
 
-def extract_seconds(command: CommandSpec, stdout: str, wall: float) -> float:
-    """The repeat's time in seconds, from the clock or the program's own output."""
-    if command.time_source == "wall":
-        return wall
-    if command.time_source == "regex":
-        matches = list(re.finditer(command.time_regex, stdout))
+def extract_number(name: str, stdout: str, *, regex: str | None = None,
+                   json_key: str | None = None) -> float:
+    """A number the program printed: a regex's first group (last match), or a key of the
+    last JSON line that has it."""
+    if regex is not None:
+        matches = list(re.finditer(regex, stdout))
         if not matches:
-            raise PointFailed(f"time_regex {command.time_regex!r} matched nothing in the "
-                              f"output:\n{stdout[-OUTPUT_TAIL:]}")
+            raise PointFailed(f"{name}: {regex!r} matched nothing in the output:\n"
+                              f"{stdout[-OUTPUT_TAIL:]}")
         text = matches[-1].group(1)
     else:
         text = None
@@ -66,67 +116,238 @@ def extract_seconds(command: CommandSpec, stdout: str, wall: float) -> float:
             if not line.startswith("{"):
                 continue
             try:
-                text = _lookup(json.loads(line), command.time_json_key)
+                text = _lookup(json.loads(line), json_key)
                 break
             except (ValueError, KeyError):
                 continue
         if text is None:
-            raise PointFailed(f"no JSON line of the output has the key "
-                              f"{command.time_json_key!r}:\n{stdout[-OUTPUT_TAIL:]}")
+            raise PointFailed(f"{name}: no JSON line of the output has the key "
+                              f"{json_key!r}:\n{stdout[-OUTPUT_TAIL:]}")
     try:
-        seconds = float(text)
+        value = float(text)
     except (TypeError, ValueError):
-        raise PointFailed(f"the time found in the output, {text!r}, is not a number") from None
-    if not np.isfinite(seconds) or seconds <= 0:
+        raise PointFailed(f"{name}: the value found in the output, {text!r}, is not a "
+                          "number") from None
+    if not np.isfinite(value):
+        raise PointFailed(f"{name}: the program reported {value!r}")
+    return value
+
+
+def extract_seconds(command: CommandSpec, stdout: str, wall: float) -> float:
+    """The repeat's time in seconds, from the clock or the program's own output."""
+    if command.time_source == "wall":
+        return wall
+    seconds = extract_number("time", stdout, regex=command.time_regex,
+                             json_key=command.time_json_key)
+    if seconds <= 0:
         raise PointFailed(f"the program reported {seconds!r} s; times must be positive")
     return seconds
 
 
-def _run_once(argv: list[str], timeout: float) -> tuple[str, float]:
+def _prepare_folder(folder: Path, command: CommandSpec) -> None:
+    folder.mkdir(parents=True)
+    for source in command.inputs:
+        path = Path(source)
+        if path.is_dir():
+            shutil.copytree(path, folder / path.name)
+        else:
+            shutil.copy2(path, folder / path.name)
+    for source in command.links:
+        (folder / Path(source).name).symlink_to(source)
+
+
+def _run_once(argv: list[str], folder: Path, env: dict[str, str],
+              timeout: float) -> tuple[str, float]:
     start = time.perf_counter()
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
+                                text=True, errors="replace", start_new_session=True,
+                                cwd=folder, env=env)
     except OSError as exc:
         raise PointFailed(f"cannot start {argv[0]!r}: {exc.strerror}") from None
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        out, err = proc.communicate()
+        (folder / "stdout.txt").write_text(out)
+        (folder / "stderr.txt").write_text(err)
         raise PointFailed(f"stopped after the study's timeout of {timeout:g} s") from None
     wall = time.perf_counter() - start
+    (folder / "stdout.txt").write_text(out)
+    (folder / "stderr.txt").write_text(err)
     if proc.returncode != 0:
-        raise PointFailed(f"{shlex.join(argv)} exited with status {proc.returncode}:\n"
-                          f"{(out + err)[-OUTPUT_TAIL:]}")
+        raise PointFailed(f"{shlex.join(argv)} exited with status {proc.returncode} (in "
+                          f"{folder}):\n{(out + err)[-OUTPUT_TAIL:]}")
     return out, wall
 
 
-def run_command_point(spec: StudySpec, point: Point, out: Path) -> float:
-    """Run the point's warm-ups and repeats, append its record; returns the best time."""
+def application_provenance(spec: StudySpec, argv: list[str], env: dict[str, str],
+                           folder: Path, values: dict[str, int]) -> dict[str, Any]:
+    """The program's command, path, checksum, the MPI it links and its version."""
     command = spec.command
+    info: dict[str, Any] = {"command_template": shlex.join(command.argv),
+                            "command": shlex.join(argv)}
+    word = program_word(command)
+    path = shutil.which(word, path=env.get("PATH")) if "/" not in word else word
+    if path and Path(path).is_file():
+        info["executable"] = str(Path(path).resolve())
+        info["executable_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        mpi = linked_mpi(info["executable"])
+        if mpi:
+            info["linked_mpi"] = mpi
+    if command.version:
+        try:
+            proc = subprocess.run(fill(command.version, values, []), cwd=folder, env=env,
+                                  capture_output=True, text=True, errors="replace",
+                                  timeout=VERSION_TIMEOUT, check=False)
+            info["version"] = (proc.stdout + proc.stderr).strip()[:OUTPUT_KEPT]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            info["version"] = f"(the version command failed: {exc})"
+    return info
+
+
+def linked_mpi(executable: str) -> str | None:
+    """The MPI library an executable links, as ldd reports it (None if ldd cannot tell)."""
+    if shutil.which("ldd") is None:
+        return None
+    try:
+        proc = subprocess.run(["ldd", executable], capture_output=True, text=True,
+                              timeout=VERSION_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [line.strip() for line in proc.stdout.splitlines()
+             if re.match(r"\s*lib(mpi|mpich|mpi_mpifh|mpicxx)[._]", line)]
+    return "; ".join(lines) or None
+
+
+def mpi_family(text: str) -> str | None:
+    """'openmpi' or 'mpich' from a library path or an mpiexec's flavour."""
+    lowered = text.lower()
+    if "openmpi" in lowered or "libmpi.so.40" in lowered or "open mpi" in lowered:
+        return "openmpi"
+    if "mpich" in lowered or "libmpi.so.12" in lowered or "hydra" in lowered:
+        return "mpich"
+    return None
+
+
+def warn_mpi_mismatch(linked: str | None, starter: str) -> str | None:
+    """A warning when the program links another MPI than the one that starts its ranks:
+    the ranks then do not see each other and run as separate one-rank copies."""
+    if linked is None or starter != "local":
+        return None
+    from hpc.mpi_env import find_mpiexec, mpiexec_flavor
+
+    mpiexec = find_mpiexec()
+    program, launcher = mpi_family(linked), mpiexec_flavor(mpiexec)
+    if program and launcher in ("openmpi", "mpich") and program != launcher:
+        return (f"the program links {program} ({linked}) but {mpiexec} is {launcher}: its "
+                f"ranks will not see each other; set HPC_MPIEXEC to the {program} mpiexec")
+    return None
+
+
+def _check_matches(spec: StudySpec, stdout: str, values: dict[str, int]) -> list[str]:
+    failed = []
+    for pattern in spec.checks.get("match", []):
+        filled = pattern.format(**values)
+        if not re.search(filled, stdout):
+            failed.append(f"[check] match {filled!r} not found in the output")
+    return failed
+
+
+def _check_agreement(spec: StudySpec, out: Path, point: Point,
+                     metrics: dict[str, list[float]]) -> list[str]:
+    """Each [check] agree value against the same value of the points already recorded."""
+    failed = []
+    agree = spec.checks.get("agree", {})
+    if not agree or not out.exists():
+        return failed
+    for run in read_runs(out):
+        if run["workload"] != COMMAND_WORKLOAD or run["status"] != "ok" or \
+                int(run["ranks"]) == point.ranks:
+            continue
+        theirs = run.get("result", {}).get("metrics", {})
+        for name, tolerance in agree.items():
+            if name not in theirs or not metrics.get(name):
+                continue
+            a, b = metrics[name][-1], float(np.asarray(theirs[name]["values"])[-1])
+            if abs(a - b) > tolerance * max(abs(a), abs(b)):
+                failed.append(f"[check] agree {name}: {a!r} here, {b!r} at ranks="
+                              f"{run['ranks']} (relative tolerance {tolerance:g})")
+    return failed
+
+
+def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str = "local",
+                      mpi: str | None = None, mpirun: str = "mpirun") -> float:
+    """Run the point's warm-ups and repeats, append its record; returns the best time.
+
+    A point whose checks fail is recorded with status ``verification_failed`` and the
+    values named, and PointFailed says why.
+    """
+    from hpc.launchers._starters import mpirun_words
+
+    command = spec.command
+    nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", "1")) if starter != "local" else 1
+    nodes = max(1, min(nodes, point.ranks))
+    words, env = mpirun_words(starter, point.ranks, nodes, spec.threads, mpi, mpirun)
+    env.update(spec.env)
+    run_id = uuid.uuid4().hex
+    base = out.parent / f"{out.stem}.points" / f"point-{point.index}-ranks{point.ranks}-" \
+                                               f"{run_id[:8]}"
     deadline = time.monotonic() + spec.timeout
     start = utc_now()
-    seconds = []
+    seconds: list[float] = []
+    metrics: dict[str, list[float]] = {name: [] for name in command.metrics}
+    outputs: list[str] = []
+    failed: list[str] = []
+    first_argv: list[str] = []
+    app: dict[str, Any] = {}
     for repeat in range(-spec.warmup, spec.repeats):
-        argv = command_argv(command, point, max(repeat, 0))
+        values = point_values(spec, point, repeat, nodes)
+        argv = fill(command.argv, values, words)
+        folder = base / (f"repeat-{repeat}" if repeat >= 0 else f"warmup-{-repeat}")
+        _prepare_folder(folder, command)
+        if not first_argv:
+            first_argv = argv
+            app = application_provenance(spec, argv, env, folder, values)
+            warning = warn_mpi_mismatch(app.get("linked_mpi"), starter)
+            if warning:
+                print(f"hpc: warning: {warning}", file=sys.stderr, flush=True)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise PointFailed(f"stopped after the study's timeout of {spec.timeout:g} s")
-        stdout, wall = _run_once(argv, remaining)
-        if repeat >= 0:
-            seconds.append(extract_seconds(command, stdout, wall))
+        stdout, wall = _run_once(argv, folder, env, remaining)
+        if repeat < 0:
+            continue
+        seconds.append(extract_seconds(command, stdout, wall))
+        for name, metric in command.metrics.items():
+            metrics[name].append(extract_number(name, stdout, regex=metric.get("regex"),
+                                                json_key=metric.get("json_key")))
+        outputs.append(stdout[-OUTPUT_KEPT:])
+        failed += [f"repeat {repeat}: {f}" for f in _check_matches(spec, stdout, values)]
+    failed += _check_agreement(spec, out, point, metrics)
     timings = np.array(seconds, dtype=float).reshape(spec.repeats, 1, 1)
-    template = shlex.join(command.argv)
     record = RunRecord(
-        workload=COMMAND_WORKLOAD, backend="external", ranks=point.ranks, nodes=1,
-        size=point.size, size_parameter="size", parameters={"command": template},
+        workload=COMMAND_WORKLOAD, backend="external", ranks=point.ranks, nodes=nodes,
+        size=point.size, size_parameter="size",
+        parameters={"command": shlex.join(command.argv), "threads": spec.threads},
         repeats=spec.repeats, warmup=spec.warmup, start_utc=start, end_utc=utc_now(),
-        status="ok", verified=True, verification_method="exit status",
-        verification_detail="external command: exited 0 (its results are not checked)",
+        status="verification_failed" if failed else "ok", verified=not failed,
+        verification_method="exit status and [check]" if spec.checks else "exit status",
+        verification_detail="; ".join(failed) or (
+            "external command: exited 0" + (", every [check] passed" if spec.checks
+                                            else " (its results are not checked)")),
         phases=["total"], timings=timings,
-        result={"time_source": command.time_source},
-        provenance=provenance.collect_local(shlex.join(command_argv(command, point, 0))),
-        run_id=uuid.uuid4().hex)
+        result={"time_source": command.time_source, "time_unit": command.time_unit,
+                "folder": str(base), "output": outputs,
+                "metrics": {name: {"unit": command.metrics[name].get("unit", ""),
+                                   "values": values_}
+                            for name, values_ in metrics.items()}},
+        provenance={**provenance.collect_local(shlex.join(first_argv)),
+                    "application": app, "starter": starter},
+        run_id=run_id)
     append_run(out, record)
+    if failed:
+        raise ChecksFailed("its checks failed (recorded as verification_failed):\n  " +
+                          "\n  ".join(failed))
     return min(seconds)

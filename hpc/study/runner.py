@@ -1,14 +1,32 @@
-"""Run a study with its launcher, resuming from what the study file already holds."""
+"""Run a study's pending points with its launcher (hpc.launchers), resuming from what the
+study file already holds.
+
+Each point becomes one ``Run``: a built-in workload's ``hpc run`` on the point's ranks,
+or, for a [command] study, ``hpc study point FILE INDEX``, a driver that runs the
+program's warm-ups and repeats and starts its ranks with the launcher's ``{mpirun}``.
+A sequential launcher (local) runs the points one by one with progress; the others
+start them all. The slurm launcher shares one allocation, sized for the largest point,
+between the tasks of one array and adds a job that writes the report after them; with
+the others the study waits for every point and then reports itself.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+from hpc.errors import BAD_INPUT, INTERRUPTED, NOT_VERIFIED, TIMED_OUT, UserError
+from hpc.runs import Run, RunSpec
 from hpc.study.plan import Point, size_name
+from hpc.study.progress import StudyProgress
 from hpc.study.spec import StudySpec
 from hpc.study.store import open_study_file, runs_by_point
+
+REPORT_TIME = "00:10:00"
 
 
 def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Point]:
@@ -21,31 +39,169 @@ def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Poin
     return [p for p in points if p not in done]
 
 
+def point_run(spec: StudySpec, point: Point, out: Path) -> Run:
+    """The one description of a point, whatever launcher runs it."""
+    name = f"{spec.name}-{point.ranks}"
+    if spec.workload is None:
+        return Run(name, point.ranks, driver=("study", "point", str(out), str(point.index)),
+                   threads=spec.threads, timeout=spec.timeout)
+    run = RunSpec(workload=spec.workload, backend=spec.backend, params=point.params,
+                  repeats=spec.repeats, warmup=spec.warmup, out=out, quiet=True)
+    return Run(name, point.ranks, spec=run, threads=spec.threads, timeout=spec.timeout)
+
+
+def load_study_profile(spec: StudySpec) -> Any:
+    from hpc.slurm.profiles import load_profile
+
+    return load_profile(spec.profile or os.environ.get("HPC_PROFILE"))
+
+
+def allocation(spec: StudySpec, profile: Any, ranks: int) -> Any:
+    """The profile's resources with the study's [resources], sized for ``ranks`` ranks."""
+    given = dict(spec.resources)
+    resources = profile.resources.updated({**given, "job_name": spec.name})
+    if spec.threads > 1:
+        resources = resources.updated(cpus_per_task=spec.threads,
+                                      environment={**dict(resources.environment),
+                                                   "OMP_NUM_THREADS": str(spec.threads)})
+    if resources.ntasks >= ranks:
+        return resources
+    if "nodes" in given and "ntasks_per_node" in given:
+        raise UserError(f"{spec.source}: [resources] nodes = {resources.nodes} x "
+                        f"ntasks_per_node = {resources.ntasks_per_node} gives "
+                        f"{resources.ntasks} ranks, fewer than the study's largest point "
+                        f"({ranks}); raise them or drop nodes to have it computed")
+    if "ntasks_per_node" in given:
+        return resources.updated(nodes=math.ceil(ranks / resources.ntasks_per_node))
+    return resources.updated(nodes=1, ntasks_per_node=ranks)
+
+
+def exact_allocation(spec: StudySpec, profile: Any, ranks: int) -> Any:
+    """Resources with exactly ``ranks`` tasks (submitit makes every task a rank): one node
+    unless [resources] ntasks_per_node says fewer fit, else the fewest nodes that share
+    them evenly."""
+    resources = allocation(spec, profile, 1)
+    per_node = spec.resources.get("ntasks_per_node", ranks)
+    nodes = math.ceil(ranks / max(per_node, 1))
+    while ranks % nodes:
+        nodes += 1
+    return resources.updated(nodes=nodes, ntasks_per_node=ranks // nodes)
+
+
+def point_resources(spec: StudySpec, launcher: Any, profile: Any,
+                    points: list[Point]) -> list[Any]:
+    """One Resources per point: the largest point's for a launcher whose runs share one
+    allocation (a Slurm array), else exactly each point's."""
+    if launcher.name == "slurm":
+        shared = allocation(spec, profile, max(p.ranks for p in points))
+        return [shared] * len(points)
+    return [exact_allocation(spec, profile, p.ranks) for p in points]
+
+
 def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = False, *,
-              wait: bool = False, jobs_dir: Path | None = None) -> int:
+              wait: bool = False, jobs_dir: Path | None = None,
+              wait_timeout: float | None = None) -> int:
     """Run the study's pending points; 0 when every point is recorded and verified (with
     the slurm launcher: when the jobs were submitted, or with ``wait`` when they ended)."""
+    from hpc.launchers import JobOptions, get_launcher
+
+    out = out.resolve()
+    launcher_class = get_launcher(spec.launcher)
     open_study_file(out, spec, restart=restart)
     todo = pending_points(spec, points, out)
     if not todo:
         print(f"every point of {spec.name} is already in {out}", file=sys.stderr)
         return 0
-    if spec.launcher == "local":
-        from hpc.study.local import run_points_locally
+    runs = [point_run(spec, p, out) for p in todo]
+    if launcher_class.sequential:
+        return 1 if run_one_by_one(spec, todo, runs) else 0
+    profile = load_study_profile(spec)
+    launcher = launcher_class(profile, jobs_dir)
+    resources = point_resources(spec, launcher, profile, todo)
+    if "a report job" in launcher.supports:
+        python_report = Run(f"{spec.name}-report", 1, driver=("study", "report", str(out)),
+                            info={"time": REPORT_TIME})
+        options = JobOptions(throttle=spec.array_throttle, after_all=python_report)
+        launched = launcher.start(runs, resources, options)
+        *points_jobs, report = launched
+        ids = sorted({j.extra.get("array_id", j.job_id) for j in points_jobs})
+        names = ", ".join(f"{i}: {p.describe(size_name(spec))}" for i, p in enumerate(todo))
+        print(f"submitted study {spec.name}: array job {', '.join(ids)} ({len(todo)} "
+              f"points; {names}), report job {report.job_id} after it\n"
+              f"  study file {out}\n  job folders {points_jobs[0].folder} and "
+              f"{report.folder}\n  follow with: hpc status {' '.join(ids)} {report.job_id}",
+              flush=True)
+        if not wait:
+            return 0
+        return _wait_all(launcher, launched, wait_timeout, out)
+    launched = launcher.start(runs, resources)
+    for point, item in zip(todo, launched, strict=True):
+        where = f"job {item.job_id}" if item.job_id else "on this machine"
+        print(f"point {point.describe(size_name(spec))}: {launcher.name} {where} "
+              f"(job folder {item.folder})", file=sys.stderr, flush=True)
+    # A job that cannot start (a request the partition refuses) would wait forever.
+    limit = wait_timeout if wait_timeout is not None else spec.timeout * len(todo)
+    finished = launcher.wait(launched, limit)
+    failures = []
+    for point, item in zip(todo, launched, strict=True):
+        label = point.describe(size_name(spec))
+        if not finished and item.exit_code == TIMED_OUT:
+            failures.append(f"{label}: not finished within {limit:g} s; job cancelled")
+        elif item.exit_code != 0:
+            why = item.extra.get("error") or f"exit {item.exit_code}"
+            failures.append(f"{label}: {why} (job folder {item.folder})")
+    if failures:
+        print("hpc: points that failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+    return 1 if failures else 0
 
-        cores = os.cpu_count() or 1
-        over = [p.ranks for p in todo if p.ranks > cores]
-        if over:
-            print(f"note: this machine has {cores} cores; the points with "
-                  f"{', '.join(map(str, over))} ranks are oversubscribed, so expect their "
-                  "efficiency to drop for that reason", file=sys.stderr)
 
-        failures = run_points_locally(spec, todo, out)
-        return 1 if failures else 0
-    if spec.launcher == "submitit":
-        from hpc.study.slurm_launcher import run_study_submitit
+def _wait_all(launcher: Any, launched: list[Any], timeout: float | None, out: Path) -> int:
+    from hpc.slurm.report import describe
 
-        return 1 if run_study_submitit(spec, todo, out, jobs_dir=jobs_dir) else 0
-    from hpc.study.slurm_launcher import submit_study_array
+    if not launcher.wait(launched, timeout):
+        ids = " ".join(sorted({j.extra.get("array_id", j.job_id) for j in launched}))
+        print(f"hpc: error: the study's jobs still run after {timeout:g} s; they go on "
+              f"(hpc status {ids})", file=sys.stderr)
+        return TIMED_OUT
+    for item in launched:
+        print(f"job {item.job_id}: {describe(item.handle)}")
+    if out.with_suffix(".html").exists():
+        print(f"report: {out.with_suffix('.html')}")
+    return max((i.exit_code for i in launched), key=lambda c: (c != 0, c == 1, c))
 
-    return submit_study_array(spec, todo, out, jobs_dir=jobs_dir, wait=wait)
+
+def run_one_by_one(spec: StudySpec, points: list[Point], runs: list[Run]) -> list[str]:
+    """Run the points in order on this machine; returns a message per point that failed.
+
+    A point whose result did not verify is recorded (the analysis leaves it out) and the
+    study goes on; so does one whose run failed, since the other points stay useful.
+    Ctrl-C, or bad input that every point would repeat, stops the study; the points
+    already finished are in the study file either way.
+    """
+    from hpc.launchers.local import LocalLauncher
+
+    cores = os.cpu_count() or 1
+    over = [p.ranks * spec.threads for p in points if p.ranks * spec.threads > cores]
+    if over:
+        print(f"note: this machine has {cores} cores; the points needing "
+              f"{', '.join(map(str, over))} are oversubscribed, so expect their "
+              "efficiency to drop for that reason", file=sys.stderr)
+    progress = StudyProgress([p.work_per_rank * (spec.repeats + spec.warmup) for p in points])
+    failures = []
+    for point, run in zip(points, runs, strict=True):
+        label = f"{spec.workload or 'command'} {point.describe(size_name(spec))}"
+        progress.starting(label)
+        start = time.monotonic()
+        code = LocalLauncher.run_one(run)
+        if code in (INTERRUPTED, BAD_INPUT):
+            progress.finished_point(time.monotonic() - start, "stopped")
+            failures.append(f"{label}: stopped (exit {code}); later points not run")
+            break
+        outcome = {0: "ok", NOT_VERIFIED: "recorded, but its result did NOT verify"}.get(
+            code, f"FAILED (exit {code})")
+        if code != 0:
+            failures.append(f"{label}: {outcome}")
+        progress.finished_point(time.monotonic() - start, outcome)
+    if failures:
+        print("hpc: points that failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+    return failures

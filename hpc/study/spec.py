@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hpc.errors import UserError
+from hpc.study.formula import check_formula
 from hpc.workloads import WORKLOADS
 
 if sys.version_info >= (3, 11):
@@ -37,10 +38,12 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 KINDS = ("strong", "weak")
-LAUNCHERS = ("local", "slurm", "submitit")
 # Placeholders an external command may use; every value is a number, so substituting
-# them into an already split argument list cannot change the command's shape.
-COMMAND_FIELDS = ("ranks", "size", "repeat")
+# them into an already split argument list cannot change the command's shape. {mpirun}
+# is a word of its own that the launcher replaces with the words that start the ranks.
+# {repeat} counts the timed repeats from 0; warm-ups are -1, -2, ... (never 0).
+COMMAND_FIELDS = ("ranks", "nodes", "ranks_per_node", "threads", "size", "repeat")
+MPIRUN = "{mpirun}"
 MAX_RANKS = 1 << 20
 
 
@@ -53,6 +56,13 @@ class CommandSpec:
     time_regex: str | None = None      # first group: seconds
     time_json_key: str | None = None   # dotted key in the last JSON line of stdout
     work_exponent: float | None = None  # work grows as size ** this (needed for weak)
+    derived: tuple[tuple[str, str], ...] = ()   # (name, integer formula), in order
+    inputs: tuple[str, ...] = ()        # absolute paths copied into every repeat's folder
+    links: tuple[str, ...] = ()         # absolute paths linked there instead
+    version: tuple[str, ...] = ()       # a command that prints the program's version
+    # Figures of merit besides the time: name -> {"regex" or "json_key", "unit"}.
+    metrics: dict[str, dict[str, str]] = field(default_factory=dict)
+    time_unit: str = "s"
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,11 @@ class StudySpec:
     resources: dict[str, Any] = field(default_factory=dict)
     profile: str | None = None
     array_throttle: int | None = None     # Slurm: at most this many points at once
+    threads: int = 1                      # OpenMP threads per rank (OMP_NUM_THREADS)
+    env: dict[str, str] = field(default_factory=dict)  # [env]: for the program
+    # [check]: "match", regexes the output must match ({placeholders} filled in); "agree",
+    # metric name -> relative tolerance between points.
+    checks: dict[str, Any] = field(default_factory=dict)
     source: str = ""                      # the file it came from
 
     @property
@@ -85,7 +100,10 @@ class StudySpec:
         data = json.loads(text)
         if data.get("command") is not None:
             command = data["command"]
-            data["command"] = CommandSpec(**{**command, "argv": tuple(command["argv"])})
+            data["command"] = CommandSpec(**{
+                **command, **{k: tuple(command.get(k, ())) for k in
+                              ("argv", "inputs", "links", "version")},
+                "derived": tuple(tuple(pair) for pair in command.get("derived", ()))})
         return cls(**{**data, "ranks": tuple(data["ranks"]), "source": source})
 
     def to_json(self) -> str:
@@ -100,10 +118,13 @@ _TOP_KEYS = {
     "name": str, "description": str, "kind": str, "workload": str, "command": dict,
     "backend": str, "ranks": (list, dict), "size": int, "params": dict, "repeats": int,
     "warmup": int, "launcher": str, "timeout": (int, float), "resources": dict,
-    "profile": str, "array_throttle": int,
+    "profile": str, "array_throttle": int, "threads": int, "env": dict, "check": dict,
 }
 _COMMAND_KEYS = {"run": str, "time": str, "time_regex": str, "time_json_key": str,
-                 "work_exponent": (int, float)}
+                 "work_exponent": (int, float), "derived": dict, "inputs": list,
+                 "links": list, "version": str, "metrics": dict, "time_unit": str}
+_METRIC_KEYS = {"regex": str, "json_key": str, "unit": str}
+_CHECK_KEYS = {"match": list, "agree": dict}
 _LADDER_KEYS = {"from": int, "to": int, "step": int}
 
 
@@ -169,26 +190,94 @@ def expand_ladder(value: list[Any] | dict[str, Any], where: str) -> tuple[int, .
     return tuple(sorted(ladder))
 
 
-def _command(table: dict[str, Any], where: str) -> CommandSpec:
+def _regex(text: str, where: str, groups: int = 0) -> str:
+    try:
+        compiled = re.compile(text)
+    except re.error as exc:
+        raise UserError(f"{where} is not a valid regular expression: {exc}") from None
+    if compiled.groups < groups:
+        raise UserError(f"{where} needs a group around the number, e.g. "
+                        "'elapsed: ([0-9.eE+-]+) s'")
+    return text
+
+
+def _placeholders(words: tuple[str, ...], names: tuple[str, ...], where: str) -> None:
+    for word in words:
+        if word == MPIRUN:
+            continue
+        try:
+            parsed = list(string.Formatter().parse(word))
+        except ValueError as exc:
+            raise UserError(f"{where}: {word!r}: {exc} (write {{{{ and }}}} for literal "
+                            "braces)") from None
+        for _, name, spec, conversion in parsed:
+            if name is not None and (name not in names or spec or conversion):
+                hint = (" ({mpirun} must be a word of its own)" if name == "mpirun" else "")
+                raise UserError(f"{where} uses {{{name}}}{hint}; the placeholders are "
+                                f"{{mpirun}}, {', '.join('{' + f + '}' for f in names)} "
+                                "(write {{ and }} for literal braces)")
+
+
+def _files(table: dict[str, Any], key: str, base: Path | None, where: str) -> tuple[str, ...]:
+    """Input files, relative to the study file's folder, made absolute; each must exist."""
+    found = []
+    for item in table.get(key, []):
+        if not isinstance(item, str) or not item:
+            raise UserError(f"{where}: [command] {key} must be a list of file paths, "
+                            f"got {item!r}")
+        path = (base or Path.cwd()) / Path(item).expanduser()
+        if not path.exists():
+            raise UserError(f"{where}: [command] {key}: {item!r} does not exist (looked for "
+                            f"{path}; paths are relative to the study file's folder)")
+        found.append(str(path.resolve()))
+    names = [Path(f).name for f in found]
+    if len(set(names)) != len(names):
+        raise UserError(f"{where}: [command] {key}: two inputs have the same file name")
+    return tuple(found)
+
+
+def _program_absolute(argv: tuple[str, ...], base: Path | None) -> tuple[str, ...]:
+    """A program given as a relative path (./app, bin/app) is relative to the study
+    file's folder: each repeat runs in a folder of its own."""
+    at = argv.index(MPIRUN) + 1 if MPIRUN in argv[:-1] else 0
+    word = argv[at]
+    if "/" not in word or word.startswith(("/", "~")) or "{" in word:
+        return argv
+    return (*argv[:at], str(((base or Path.cwd()) / word).resolve()), *argv[at + 1:])
+
+
+def _command(table: dict[str, Any], where: str, base: Path | None = None) -> CommandSpec:
     _check_keys(f"{where}: [command]", table, _COMMAND_KEYS)
     if "run" not in table:
         raise UserError(f"{where}: [command] needs run = \"...\", e.g. "
-                        "run = \"mpiexec -n {ranks} ./app --size {size}\"")
+                        "run = \"{mpirun} ./app --size {size}\"")
     try:
         argv = tuple(shlex.split(table["run"]))
+        version = tuple(shlex.split(table.get("version", "")))
     except ValueError as exc:
         raise UserError(f"{where}: [command] run cannot be split into words: {exc}") from None
     if not argv:
         raise UserError(f"{where}: [command] run is empty")
-    for word in argv:
-        for _, name, spec, conversion in string.Formatter().parse(word):
-            if name is not None and (name not in COMMAND_FIELDS or spec or conversion):
-                raise UserError(f"{where}: [command] run uses {{{name}}}; the placeholders "
-                                f"are {', '.join('{' + f + '}' for f in COMMAND_FIELDS)} "
-                                "(write {{ and }} for literal braces)")
-    if not any("{ranks}" in word for word in argv):
-        raise UserError(f"{where}: [command] run must start its own ranks with {{ranks}}, "
-                        "e.g. run = \"mpiexec -n {ranks} ./app\" or \"srun -n {ranks} ./app\"")
+    derived: list[tuple[str, str]] = []
+    names = COMMAND_FIELDS
+    for name, formula in table.get("derived", {}).items():
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name) or name in (*names, "mpirun"):
+            raise UserError(f"{where}: [command.derived] {name!r}: give a new lower-case "
+                            f"name, not one of {', '.join(names)}")
+        if not isinstance(formula, str | int) or isinstance(formula, bool):
+            raise UserError(f"{where}: [command.derived] {name} must be a formula in a "
+                            f"string, e.g. {name} = \"isqrt(ranks)\"")
+        check_formula(str(formula), set(names) - {"repeat"},
+                      f"{where}: [command.derived] {name}")
+        derived.append((name, str(formula)))
+        names = (*names, name)
+    _placeholders(argv, names, f"{where}: [command] run")
+    argv = _program_absolute(argv, base)
+    if MPIRUN not in argv and not any("{ranks}" in word for word in argv):
+        raise UserError(f"{where}: [command] run must start its ranks: begin it with "
+                        "{mpirun}, e.g. run = \"{mpirun} ./app\" (the launcher fills in "
+                        "mpiexec -n P, or srun -n P in a Slurm job)")
+    _placeholders(version, names, f"{where}: [command] version")
     sources = [k for k in ("time_regex", "time_json_key") if k in table]
     if len(sources) > 1:
         raise UserError(f"{where}: [command] give time_regex or time_json_key, not both")
@@ -197,29 +286,62 @@ def _command(table: dict[str, Any], where: str) -> CommandSpec:
     if time not in ("wall", "regex", "json"):
         raise UserError(f"{where}: [command] time must be wall, regex or json, got {time!r}")
     if time == "regex":
-        pattern = table.get("time_regex")
-        if pattern is None:
+        if table.get("time_regex") is None:
             raise UserError(f"{where}: [command] time = \"regex\" needs time_regex")
-        try:
-            compiled = re.compile(pattern)
-        except re.error as exc:
-            raise UserError(f"{where}: [command] time_regex is not a valid regular "
-                            f"expression: {exc}") from None
-        if compiled.groups < 1:
-            raise UserError(f"{where}: [command] time_regex needs a group around the seconds, "
-                            "e.g. 'elapsed: ([0-9.eE+-]+) s'")
+        _regex(table["time_regex"], f"{where}: [command] time_regex", groups=1)
     if time == "json" and not table.get("time_json_key"):
         raise UserError(f"{where}: [command] time = \"json\" needs time_json_key")
+    metrics = {}
+    for name, metric in table.get("metrics", {}).items():
+        at = f"{where}: [command.metrics] {name}"
+        if not isinstance(metric, dict):
+            raise UserError(f"{at} must be a table, e.g. {{ regex = 'E = (\\S+)', unit = "
+                            "'eV' }")
+        _check_keys(at, metric, _METRIC_KEYS)
+        if ("regex" in metric) == ("json_key" in metric):
+            raise UserError(f"{at}: give regex or json_key, exactly one")
+        if "regex" in metric:
+            _regex(metric["regex"], f"{at} regex", groups=1)
+        metrics[name] = dict(metric)
     exponent = table.get("work_exponent")
     if exponent is not None and exponent <= 0:
         raise UserError(f"{where}: [command] work_exponent must be positive, got {exponent}")
     return CommandSpec(argv=argv, time_source=time, time_regex=table.get("time_regex"),
                        time_json_key=table.get("time_json_key"),
-                       work_exponent=None if exponent is None else float(exponent))
+                       work_exponent=None if exponent is None else float(exponent),
+                       derived=tuple(derived), inputs=_files(table, "inputs", base, where),
+                       links=_files(table, "links", base, where), version=version,
+                       metrics=metrics, time_unit=table.get("time_unit", "s"))
 
 
-def parse_study(data: dict[str, Any], where: str, default_name: str = "study") -> StudySpec:
-    """Validate a study given as a dict (the parsed TOML)."""
+def _checks(table: dict[str, Any], command: CommandSpec, where: str) -> dict[str, Any]:
+    _check_keys(f"{where}: [check]", table, _CHECK_KEYS)
+    names = (*COMMAND_FIELDS, *(n for n, _ in command.derived))
+    match = []
+    for pattern in table.get("match", []):
+        if not isinstance(pattern, str):
+            raise UserError(f"{where}: [check] match must be a list of regexes")
+        _placeholders((pattern,), names, f"{where}: [check] match")
+        match.append(pattern)
+    agree = {}
+    for name, tolerance in table.get("agree", {}).items():
+        if name not in command.metrics:
+            raise UserError(f"{where}: [check] agree names {name!r}, which is not one of "
+                            f"[command.metrics]: {', '.join(command.metrics) or 'none'}")
+        if not isinstance(tolerance, int | float) or isinstance(tolerance, bool) or \
+                tolerance < 0:
+            raise UserError(f"{where}: [check] agree.{name} must be a relative tolerance "
+                            f">= 0, got {tolerance!r}")
+        agree[name] = float(tolerance)
+    return {"match": match, "agree": agree}
+
+
+def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
+                base: Path | None = None) -> StudySpec:
+    """Validate a study given as a dict (the parsed TOML); ``base`` is the folder its
+    relative paths start from (the study file's)."""
+    from hpc.launchers import launcher_names
+    from hpc.slurm.resources import Resources
     from kernels import BACKENDS
 
     _check_keys(where, data, _TOP_KEYS)
@@ -237,9 +359,21 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study") -
         raise UserError(f"{where}: a scaling study needs at least two rank counts, got "
                         f"{list(ladder)}")
     launcher = data.get("launcher", "local")
-    if launcher not in LAUNCHERS:
-        raise UserError(f"{where}: launcher must be one of {', '.join(LAUNCHERS)}, "
+    if launcher not in launcher_names():
+        raise UserError(f"{where}: launcher must be one of {', '.join(launcher_names())}, "
                         f"got {launcher!r}")
+    threads = data.get("threads", 1)
+    if threads < 1:
+        raise UserError(f"{where}: threads must be at least 1, got {threads}")
+    resources = dict(data.get("resources", {}))
+    try:  # names and values now, not at the first Slurm submission
+        Resources.create(resources)
+    except UserError as exc:
+        raise UserError(f"{where}: [resources]: {exc}") from None
+    try:
+        env = dict(Resources._checked_environment(data.get("env", {})))
+    except UserError as exc:
+        raise UserError(f"{where}: [env]: {exc}") from None
     backend = data.get("backend", "cython")
     repeats, warmup = data.get("repeats", 3), data.get("warmup", 1)
     if repeats < 2:
@@ -279,10 +413,16 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study") -
         if params:
             raise UserError(f"{where}: params apply to built-in workloads; put an external "
                             "command's options into [command] run")
-        command = _command(data["command"], where)
+        command = _command(data["command"], where, base)
         if size is None and any("{size}" in w for w in command.argv):
             raise UserError(f"{where}: [command] run uses {{size}} but the study sets no size")
         work_exponent = command.work_exponent
+    checks = {}
+    if "check" in data:
+        if command is None:
+            raise UserError(f"{where}: [check] applies to a [command]; built-in workloads "
+                            "verify their own results")
+        checks = _checks(data["check"], command, where)
     if kind == "weak" and not work_exponent:
         subject = workload or "the command"
         raise UserError(f"{where}: a weak study grows the size so that the work per rank "
@@ -295,8 +435,8 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study") -
         name=name, kind=kind, ranks=ladder, size=size, backend=backend, workload=workload,
         command=command, params=params, repeats=repeats, warmup=warmup, launcher=launcher,
         timeout=timeout, description=data.get("description", ""),
-        resources=dict(data.get("resources", {})), profile=data.get("profile"),
-        array_throttle=throttle, source=where)
+        resources=resources, profile=data.get("profile"), array_throttle=throttle,
+        threads=threads, env=env, checks=checks, source=where)
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -310,7 +450,7 @@ def load_study(path: str | Path) -> StudySpec:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
-    return parse_study(data, str(path), default_name=path.stem)
+    return parse_study(data, str(path), default_name=path.stem, base=path.resolve().parent)
 
 
 def shipped_studies_folder() -> Path:

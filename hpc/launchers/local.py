@@ -1,0 +1,89 @@
+"""The local launcher: runs one after another on this machine, started by mpiexec.
+
+A workload run is ``python -m hpc run ...`` on P ranks of the environment's mpiexec; a
+driver (a [command] study point) is one process that starts its own ranks with the same
+mpiexec. Each runs in its own process group, so a timeout or Ctrl-C stops it and all its
+ranks; SIGUSR1 (a checkpoint request) is passed on to mpiexec, which passes it to the ranks.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hpc.errors import INTERRUPTED, TIMED_OUT
+from hpc.launchers import NO_OPTIONS, JobOptions, Launched, Launcher, register
+from hpc.runs import Run
+
+KILL_GRACE_SECONDS = 5
+
+
+def _command(run: Run) -> tuple[list[str], dict[str, str]]:
+    program = [sys.executable, "-m", "hpc", *run.hpc_argv()]
+    if run.spec is None:  # a driver starts its own ranks with mpiexec
+        return [*program, "--starter", "local"], dict(os.environ)
+    from hpc.mpi_env import mpiexec_command
+
+    return mpiexec_command(run.ranks, program)
+
+
+@register
+class LocalLauncher(Launcher):
+    name = "local"
+    sequential = True  # a study runs its points one at a time, with progress between
+
+    def describe(self, runs: Sequence[Run], resources: Sequence[Any],
+                 options: JobOptions = NO_OPTIONS) -> str:
+        return "\n".join(shlex.join(_command(run)[0]) for run in runs)
+
+    def start(self, runs: Sequence[Run], resources: Sequence[Any],
+              options: JobOptions = NO_OPTIONS) -> list[Launched]:
+        self.check_options(options)
+        launched = []
+        for run in runs:
+            launched.append(Launched(run, exit_code=self.run_one(run)))
+            if launched[-1].exit_code == INTERRUPTED:
+                break
+        return launched
+
+    def wait(self, launched: list[Launched], timeout: float | None = None) -> bool:
+        return True  # start ran them to the end
+
+    @staticmethod
+    def run_one(run: Run) -> int:
+        """Run ``run`` to its end; its exit code (124 after ``run.timeout``)."""
+        argv, env = _command(run)
+        env["HPC_LAUNCH_COMMAND"] = run.info.get("command") or shlex.join(
+            ["hpc", *run.hpc_argv()])
+        proc = subprocess.Popen(argv, env=env, start_new_session=True)
+        previous = signal.signal(signal.SIGUSR1, lambda *_: proc.send_signal(signal.SIGUSR1))
+        try:
+            return proc.wait(timeout=run.timeout)
+        except subprocess.TimeoutExpired:
+            print(f"hpc: error: the run exceeded --timeout {run.timeout:g} s and was "
+                  "stopped", file=sys.stderr)
+            _stop(proc)
+            return TIMED_OUT
+        except KeyboardInterrupt:
+            _stop(proc)
+            return INTERRUPTED
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=KILL_GRACE_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
+            continue
