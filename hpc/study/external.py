@@ -292,8 +292,8 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
     words, env = mpirun_words(starter, point.ranks, nodes, spec.threads, mpi, mpirun)
     env.update(spec.env)
     run_id = uuid.uuid4().hex
-    base = out.parent / f"{out.stem}.points" / f"point-{point.index}-ranks{point.ranks}-" \
-                                               f"{run_id[:8]}"
+    base = (out.parent / (command.workdir or f"{out.stem}.points") /
+            f"point-{point.index}-ranks{point.ranks}-{run_id[:8]}")
     deadline = time.monotonic() + spec.timeout
     start = utc_now()
     seconds: list[float] = []

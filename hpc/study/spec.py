@@ -20,6 +20,7 @@ Every error names the file and the key, and lists the valid keys or values.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import string
@@ -63,6 +64,9 @@ class CommandSpec:
     # Figures of merit besides the time: name -> {"regex" or "json_key", "unit"}.
     metrics: dict[str, dict[str, str]] = field(default_factory=dict)
     time_unit: str = "s"
+    # Where the point folders go, relative to the study file's folder (default
+    # <study file>.points); never outside it.
+    workdir: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,8 @@ _TOP_KEYS = {
 }
 _COMMAND_KEYS = {"run": str, "time": str, "time_regex": str, "time_json_key": str,
                  "work_exponent": (int, float), "derived": dict, "inputs": list,
-                 "links": list, "version": str, "metrics": dict, "time_unit": str}
+                 "links": list, "version": str, "metrics": dict, "time_unit": str,
+                 "workdir": str}
 _METRIC_KEYS = {"regex": str, "json_key": str, "unit": str}
 _CHECK_KEYS = {"match": list, "agree": dict}
 _LADDER_KEYS = {"from": int, "to": int, "step": int}
@@ -278,6 +283,14 @@ def _command(table: dict[str, Any], where: str, base: Path | None = None) -> Com
                         "{mpirun}, e.g. run = \"{mpirun} ./app\" (the launcher fills in "
                         "mpiexec -n P, or srun -n P in a Slurm job)")
     _placeholders(version, names, f"{where}: [command] version")
+    version = _program_absolute(version, base) if version else version
+    workdir = table.get("workdir", "")
+    inside = Path("/study") / workdir
+    if Path(workdir).is_absolute() or Path(os.path.normpath(inside)) != inside or \
+            ".." in Path(workdir).parts:
+        raise UserError(f"{where}: [command] workdir {workdir!r} is outside the study's "
+                        "folder; give a folder relative to the study file's, e.g. "
+                        "workdir = \"runs\"")
     sources = [k for k in ("time_regex", "time_json_key") if k in table]
     if len(sources) > 1:
         raise UserError(f"{where}: [command] give time_regex or time_json_key, not both")
@@ -311,7 +324,8 @@ def _command(table: dict[str, Any], where: str, base: Path | None = None) -> Com
                        work_exponent=None if exponent is None else float(exponent),
                        derived=tuple(derived), inputs=_files(table, "inputs", base, where),
                        links=_files(table, "links", base, where), version=version,
-                       metrics=metrics, time_unit=table.get("time_unit", "s"))
+                       metrics=metrics, time_unit=table.get("time_unit", "s"),
+                       workdir=workdir)
 
 
 def _checks(table: dict[str, Any], command: CommandSpec, where: str) -> dict[str, Any]:

@@ -1,0 +1,132 @@
+"""Your own MPI application as a study, on the local launcher: a real program compiled
+here with mpicc, run through {mpirun}, each repeat in its own folder, checked."""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hpc.records import read_runs
+from tests.conftest import assert_ok, run_hpc
+from tests.mpi_app import build
+
+STUDY = """
+    name = "app-study"
+    kind = "strong"
+    ranks = [1, 2]
+    size = 20000
+    repeats = 2
+    warmup = 1
+    launcher = "local"
+    [command]
+    run = "{mpirun} ./app {n} EXTRA"
+    time_regex = 'time: ([0-9.]+)'
+    version = "./app 1"
+    inputs = ["params.txt"]
+    [command.derived]
+    n = "size * 5"
+    [command.metrics]
+    checksum = { regex = 'checksum: ([0-9]+)', unit = "1" }
+    [env]
+    APP_MODE = "studied"
+    [check]
+    match = ['ranks: {ranks}\\n', 'mode: studied']
+    agree = { checksum = 0 }
+    [resources]
+    time = "00:05:00"
+    """
+
+
+def write_study(folder: Path, extra: str = "", **replace: str) -> Path:
+    text = textwrap.dedent(STUDY)
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    path = folder / "study.toml"
+    path.write_text(text + textwrap.dedent(extra))
+    (folder / "params.txt").write_text("an input the program could read\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory) -> Path:
+    return build(tmp_path_factory.mktemp("app"))
+
+
+def test_own_application_runs_in_its_folders_and_passes_its_checks(app, tmp_path):
+    (tmp_path / "app").symlink_to(app)
+    study = write_study(tmp_path, EXTRA="")
+    out = tmp_path / "results" / "app-study.h5"
+    proc = run_hpc("study", "run", str(study), "--out", str(out), "--format", "md")
+    assert_ok(proc)
+    assert "report:" in proc.stdout
+    runs = read_runs(out)
+    assert [(r["ranks"], r["status"]) for r in runs] == [(1, "ok"), (2, "ok")]
+    for run in runs:
+        result, app_info = run["result"], run["provenance"]["application"]
+        checksums = result["metrics"]["checksum"]["values"].tolist()
+        assert len(checksums) == 2 and len(set(checksums)) == 1
+        assert f"ranks: {run['ranks']}" in result["output"][0]
+        # {mpirun} became this machine's mpiexec with the point's ranks.
+        assert f"-n {run['ranks']} " in app_info["command"]
+        assert app_info["command"].endswith("/app 100000")
+        assert app_info["executable_sha256"] == hashlib.sha256(app.read_bytes()).hexdigest()
+        assert "libmpi" in app_info["linked_mpi"]
+        assert "ranks: 1" in app_info["version"]
+        assert run["verification_detail"].endswith("every [check] passed")
+    # A fresh folder per point and repeat, warm-up apart, each with the input and output.
+    folders = sorted((tmp_path / "results" / "app-study.points").glob("point-*/*"))
+    assert [f.name for f in folders] == ["repeat-0", "repeat-1", "warmup-1"] * 2
+    for folder in folders:
+        assert (folder / "params.txt").read_text().startswith("an input")
+        assert float((folder / "result.txt").read_text()) == checksums[0]
+        assert "mode: studied" in (folder / "stdout.txt").read_text()
+
+
+def test_rank_dependent_checksum_fails_its_point_with_both_values(app, tmp_path):
+    (tmp_path / "app").symlink_to(app)
+    study = write_study(tmp_path, EXTRA="--rank-dependent")
+    out = tmp_path / "s.h5"
+    proc = run_hpc("study", "run", str(study), "--out", str(out), "--no-report")
+    assert proc.returncode == 1, proc.stderr
+    first, second = read_runs(out)
+    assert first["status"] == "ok" and second["status"] == "verification_failed"
+    a = int(first["result"]["metrics"]["checksum"]["values"][-1])
+    b = int(second["result"]["metrics"]["checksum"]["values"][-1])
+    assert b == a + 1  # the 2-rank run added 2, the 1-rank one 1
+    for text in (second["verification_detail"], proc.stderr):
+        assert f"checksum: {float(b)!r} here, {float(a)!r} at ranks=1" in text
+
+
+def test_program_of_another_mpi_runs_as_one_rank_copies_and_fails_the_rank_check(tmp_path):
+    system_mpicc = Path("/usr/bin/mpicc")
+    if not system_mpicc.exists():
+        pytest.skip("no system MPI (Open MPI) compiler to build a program of another MPI")
+    app = build(tmp_path, str(system_mpicc), name="app")
+    study = write_study(tmp_path, EXTRA="", **{"[1, 2]": "[2, 3]"})
+    proc = run_hpc("study", "run", str(study), "--out", str(tmp_path / "s.h5"),
+                   "--no-report")
+    assert proc.returncode == 1, proc.stderr
+    assert "hpc: warning: the program links openmpi" in proc.stderr
+    assert "[check] match 'ranks: 2\\\\n' not found" in proc.stderr
+    assert app.exists()
+
+
+@pytest.mark.parametrize(("change", "phrase"), [
+    ({"{n} EXTRA": "{n} {x}"}, "uses {x}"),
+    ({'inputs = ["params.txt"]': 'inputs = ["missing.dat"]'}, "'missing.dat' does not exist"),
+    ({'APP_MODE = "studied"': '"1BAD" = "x"'}, "[env]: environment variable '1BAD'"),
+    ({'time = "00:05:00"': 'gpus = 1'}, "[resources]: unknown resource field(s): gpus"),
+    ({'time = "00:05:00"': 'nodes = 0'}, "[resources]: nodes must be at least 1"),
+    ({'inputs = ["params.txt"]': 'workdir = "../elsewhere"'}, "outside the study's folder"),
+    ({'n = "size * 5"': 'n = "size / 5"'}, "[command.derived] n"),
+])
+def test_bad_study_fails_before_anything_runs(tmp_path, change, phrase):
+    study = write_study(tmp_path, **change)
+    out = tmp_path / "s.h5"
+    proc = run_hpc("study", "run", str(study), "--out", str(out))
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert phrase in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() and not (tmp_path / "s.points").exists()
