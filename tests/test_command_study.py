@@ -12,6 +12,7 @@ import pytest
 from hpc.records import read_runs
 from tests.conftest import assert_ok, run_hpc
 from tests.mpi_app import build
+from tests.test_cli_errors import assert_clean_error
 
 STUDY = """
     name = "app-study"
@@ -21,10 +22,11 @@ STUDY = """
     repeats = 2
     warmup = 1
     launcher = "local"
+    timeout = 300
     [command]
     run = "{mpirun} ./app {n} EXTRA"
     time_regex = 'time: ([0-9.]+)'
-    version = "./app 1"
+    version = "./app --version"
     inputs = ["params.txt"]
     [command.derived]
     n = "size * 5"
@@ -74,7 +76,7 @@ def test_own_application_runs_in_its_folders_and_passes_its_checks(app, tmp_path
         assert app_info["command"].endswith("/app 100000")
         assert app_info["executable_sha256"] == hashlib.sha256(app.read_bytes()).hexdigest()
         assert "libmpi" in app_info["linked_mpi"]
-        assert "ranks: 1" in app_info["version"]
+        assert app_info["version"] == "mpi_app 1.0"
         assert run["verification_detail"].endswith("every [check] passed")
     # A fresh folder per point and repeat, warm-up apart, each with the input and output.
     folders = sorted((tmp_path / "results" / "app-study.points").glob("point-*/*"))
@@ -130,3 +132,35 @@ def test_bad_study_fails_before_anything_runs(tmp_path, change, phrase):
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert phrase in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() and not (tmp_path / "s.points").exists()
+
+
+def test_rerun_measures_points_again_and_keeps_the_old_records(app, tmp_path):
+    (tmp_path / "app").symlink_to(app)
+    study = write_study(tmp_path, EXTRA="")
+    out = tmp_path / "s.h5"
+    assert_ok(run_hpc("study", "run", str(study), "--out", str(out), "--no-report"))
+    again = run_hpc("study", "run", str(study), "--out", str(out), "--no-report",
+                    "--rerun", "1")
+    assert_ok(again)
+    assert "1 earlier record(s) kept, marked superseded" in again.stderr
+    runs = read_runs(out)
+    assert [(r["ranks"], bool(r.get("superseded"))) for r in runs] == [
+        (1, False), (2, True), (2, False)]
+    assert_clean_error(run_hpc("study", "run", str(study), "--out", str(out), "--rerun",
+                               "7"), "--rerun 7: give point indexes 0 to 1")
+
+
+@pytest.mark.parametrize(("launcher", "phrases"), [
+    ("local", ["point 1 runs (repeat 0): ", "mpiexec -n 2 ", "/app 100000\n",
+               "-m hpc study point "]),
+    ("slurm", ["point 1 runs (repeat 0): srun --mpi=pmi2 --nodes=1 --ntasks=2 ",
+               "#SBATCH --array=0-1", "--starter srun --mpi pmi2", "study report"]),
+])
+def test_dry_run_prints_each_points_command_and_the_job_script(tmp_path, launcher, phrases):
+    study = write_study(tmp_path, EXTRA="", **{
+        'launcher = "local"': f'launcher = "{launcher}"\nprofile = "local"'})
+    proc = run_hpc("study", "run", str(study), "--out", str(tmp_path / "s.h5"), "--dry-run")
+    assert_ok(proc)
+    for phrase in phrases:
+        assert phrase in proc.stdout, (phrase, proc.stdout)
+    assert not (tmp_path / "s.h5").exists()

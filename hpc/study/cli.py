@@ -34,8 +34,12 @@ def add_study_parsers(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--restart", action="store_true",
                      help="if --out holds a study from a different spec, move it aside "
                      "(never deleted) and start afresh")
+    run.add_argument("--rerun", metavar="POINTS|all",
+                     help="measure these points again (indexes as in the plan: 0,2 or all); "
+                     "their old records stay in the file, marked superseded")
     run.add_argument("--dry-run", action="store_true",
-                     help="print the planned points and run nothing")
+                     help="print the planned points, each point's exact command and the job "
+                     "scripts, and run nothing")
     run.add_argument("--no-report", dest="report", action="store_false",
                      help="don't analyse and write the report at the end")
     run.add_argument("--format", choices=("html", "md"), default="html",
@@ -100,15 +104,33 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
     out = args.out or RESULTS / f"{spec.name}.h5"
     print(format_plan(spec, points))
     if args.dry_run:
+        from hpc.study.runner import describe_study
+
+        print(describe_study(spec, points, (args.out or RESULTS / f"{spec.name}.h5")))
         return 0
     from hpc.study.runner import run_study
 
-    code = run_study(spec, points, out, restart=args.restart, wait=args.wait,
+    rerun = _rerun_points(args.rerun, points)
+    code = run_study(spec, points, out, restart=args.restart, rerun=rerun, wait=args.wait,
                      jobs_dir=args.jobs_dir)
     # With the slurm launcher the report is the dependent job's work.
     if code == 0 and args.report and spec.launcher != "slurm":
         return _report(out, args.format, None)
     return code
+
+
+def _rerun_points(text: str | None, points: list) -> list:
+    if not text:
+        return []
+    if text == "all":
+        return list(points)
+    chosen = []
+    for item in text.split(","):
+        if not item.strip().isdigit() or int(item) >= len(points):
+            raise UserError(f"--rerun {text}: give point indexes 0 to {len(points) - 1} "
+                            "separated by commas, or all")
+        chosen.append(points[int(item)])
+    return chosen
 
 
 def _report(path: Path, fmt: str, out: Path | None) -> int:

@@ -24,7 +24,7 @@ from hpc.runs import Run, RunSpec
 from hpc.study.plan import Point, size_name
 from hpc.study.progress import StudyProgress
 from hpc.study.spec import StudySpec
-from hpc.study.store import open_study_file, runs_by_point
+from hpc.study.store import open_study_file, runs_by_point, supersede
 
 REPORT_TIME = "00:10:00"
 
@@ -98,16 +98,62 @@ def point_resources(spec: StudySpec, launcher: Any, profile: Any,
     return [exact_allocation(spec, profile, p.ranks) for p in points]
 
 
+def _study_options(spec: StudySpec, launcher: Any, out: Path) -> Any:
+    from hpc.launchers import NO_OPTIONS, JobOptions
+
+    if "a report job" not in launcher.supports:
+        return NO_OPTIONS
+    report = Run(f"{spec.name}-report", 1, driver=("study", "report", str(out)),
+                 info={"time": REPORT_TIME})
+    return JobOptions(throttle=spec.array_throttle, after_all=report)
+
+
+def describe_study(spec: StudySpec, points: list[Point], out: Path) -> str:
+    """--dry-run: each point's exact program line (a [command] study's, with {mpirun}
+    filled in as the launcher will), then what the launcher would submit or run."""
+    from hpc.launchers import get_launcher
+    from hpc.launchers._starters import mpirun_words
+
+    out = out.resolve()
+    profile = load_study_profile(spec)
+    launcher = get_launcher(spec.launcher)(profile, None)
+    runs = [point_run(spec, p, out) for p in points]
+    resources = point_resources(spec, launcher, profile, points)
+    lines = []
+    if spec.command is not None:
+        import shlex
+
+        from hpc.study.external import command_argv
+
+        for point, res in zip(points, resources, strict=True):
+            opts = launcher.starter_options(res)
+            starter = opts[opts.index("--starter") + 1]
+            mpi = opts[opts.index("--mpi") + 1] if "--mpi" in opts else None
+            mpirun = opts[opts.index("--mpirun") + 1] if "--mpirun" in opts else "mpirun"
+            nodes = 1 if starter == "local" else min(res.nodes, point.ranks)
+            words, _ = mpirun_words(starter, point.ranks, nodes, spec.threads, mpi, mpirun)
+            argv = command_argv(spec, point, 0, words, nodes)
+            lines.append(f"point {point.index} runs (repeat 0): {shlex.join(argv)}")
+    lines.append(f"launcher {launcher.name}:")
+    lines.append(launcher.describe(runs, resources, _study_options(spec, launcher, out)))
+    return "\n".join(lines)
+
+
 def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = False, *,
-              wait: bool = False, jobs_dir: Path | None = None,
+              rerun: list[Point] | None = None, wait: bool = False,
+              jobs_dir: Path | None = None,
               wait_timeout: float | None = None) -> int:
     """Run the study's pending points; 0 when every point is recorded and verified (with
     the slurm launcher: when the jobs were submitted, or with ``wait`` when they ended)."""
-    from hpc.launchers import JobOptions, get_launcher
+    from hpc.launchers import get_launcher
 
     out = out.resolve()
     launcher_class = get_launcher(spec.launcher)
     open_study_file(out, spec, restart=restart)
+    if rerun:
+        marked = supersede(out, spec, rerun)
+        print(f"rerunning {len(rerun)} point(s); {marked} earlier record(s) kept, marked "
+              "superseded", file=sys.stderr)
     todo = pending_points(spec, points, out)
     if not todo:
         print(f"every point of {spec.name} is already in {out}", file=sys.stderr)
@@ -119,10 +165,7 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
     launcher = launcher_class(profile, jobs_dir)
     resources = point_resources(spec, launcher, profile, todo)
     if "a report job" in launcher.supports:
-        python_report = Run(f"{spec.name}-report", 1, driver=("study", "report", str(out)),
-                            info={"time": REPORT_TIME})
-        options = JobOptions(throttle=spec.array_throttle, after_all=python_report)
-        launched = launcher.start(runs, resources, options)
+        launched = launcher.start(runs, resources, _study_options(spec, launcher, out))
         *points_jobs, report = launched
         ids = sorted({j.extra.get("array_id", j.job_id) for j in points_jobs})
         names = ", ".join(f"{i}: {p.describe(size_name(spec))}" for i, p in enumerate(todo))

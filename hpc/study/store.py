@@ -75,8 +75,22 @@ class PointRuns:
 
 
 def runs_by_point(path: Path, spec: StudySpec, points: list[Point]) -> list[PointRuns]:
-    runs = read_runs(path) if path.exists() else []
+    """Each point's runs, leaving out the ones a --rerun superseded."""
+    runs = [r for r in (read_runs(path) if path.exists() else []) if not r.get("superseded")]
     return [PointRuns(p, [r for r in runs if _matches(r, spec, p)]) for p in points]
+
+
+def supersede(path: Path, spec: StudySpec, points: list[Point]) -> int:
+    """Mark the current runs of ``points`` superseded (kept, left out of the analysis and
+    of resuming); returns how many were marked."""
+    groups = [r["group"] for g in runs_by_point(path, spec, points) for r in g.runs]
+    if groups:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with edit_file(path) as f:
+            for group in groups:
+                f[group].attrs["superseded"] = True
+                f[group].attrs["superseded_utc"] = stamp
+    return len(groups)
 
 
 def read_study_spec(path: Path) -> StudySpec:

@@ -1,6 +1,6 @@
 /* A small MPI application for the [command] study tests (built by tests/mpi_app.py).
 
-   app N [--rank-dependent]
+   app N [--rank-dependent]      app --version (before MPI_Init: no MPI singleton)
    Rank 0 writes result.txt into the working folder and prints its rank count, the
    value of $APP_MODE, a time and a checksum of N work items. The checksum is exact
    integer arithmetic, the same for any rank count, unless --rank-dependent adds the
@@ -11,6 +11,10 @@
 #include <string.h>
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("mpi_app 1.0\n");
+        return 0;
+    }
     MPI_Init(&argc, &argv);
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

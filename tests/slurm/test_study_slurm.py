@@ -1,8 +1,9 @@
 """Scaling studies on the real local Slurm: one job array plus a dependent report job,
-and submitit with every task an MPI rank."""
+and submitit with every task an MPI rank; your own MPI application on both."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from hpc.records import read_runs
 from hpc.study.store import read_analysis
 from tests.conftest import assert_ok, run_hpc
+from tests.mpi_app import build
+from tests.test_command_study import write_study
 
 pytestmark = pytest.mark.slurm
 
@@ -71,10 +74,31 @@ def test_study_through_submitit_every_task_a_rank(slurm_env, tmp_path):
     assert (tmp_path / "study.html").exists()
 
 
-def test_command_study_refuses_the_slurm_launcher(slurm_env, tmp_path):
-    study = tmp_path / "study.toml"
-    study.write_text('kind = "strong"\nranks = [1, 2]\n[command]\n'
-                     'run = "srun -n {ranks} hostname"\n')
-    proc = run_hpc("study", "run", str(study), "--launcher", "slurm", "--out",
-                   str(tmp_path / "s.h5"), env=slurm_env)
-    assert proc.returncode == 2 and "--launcher local" in proc.stderr
+@pytest.mark.parametrize("launcher", ["slurm", "submitit"])
+def test_own_application_study_on_slurm(slurm_env, tmp_path, launcher):
+    """The study file the local launcher runs (tests/test_command_study.py), unchanged
+    but for the profile: {mpirun} becomes srun with the point's ranks in a Slurm job."""
+    (tmp_path / "app").symlink_to(build(tmp_path / "..", name=f"app-{launcher}"))
+    study = write_study(tmp_path, EXTRA="",
+                        **{'launcher = "local"': 'launcher = "local"\nprofile = "local"'})
+    out = tmp_path / "app-study.h5"
+    jobs = tmp_path / "jobs"
+    proc = run_hpc("study", "run", str(study), "--launcher", launcher, "--out", str(out),
+                   "--wait", "--jobs-dir", str(jobs), env=slurm_env, timeout=600)
+    assert_ok(proc)
+    runs = read_runs(out)
+    assert sorted((r["ranks"], r["status"]) for r in runs) == [(1, "ok"), (2, "ok")]
+    for run in runs:
+        assert run["provenance"]["starter"] == "srun"
+        assert run["provenance"]["slurm"]["SLURM_JOB_ID"]
+        command = run["provenance"]["application"]["command"]
+        assert command.startswith("srun --mpi=") and f"--ntasks={run['ranks']} " in command
+        assert f"ranks: {run['ranks']}" in run["result"]["output"][0]
+    assert (tmp_path / "app-study.html").exists()
+    # hpc status knows the study's jobs from their folders.
+    status = run_hpc("status", "--json", "--jobs-dir", str(jobs), env=slurm_env)
+    assert_ok(status)
+    states = json.loads(status.stdout)
+    expected = 3 if launcher == "slurm" else 2  # 2 array tasks + the report job; 2 jobs
+    assert len(states) == expected and all(s["state"] == "COMPLETED"
+                                           for s in states.values())
