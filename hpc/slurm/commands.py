@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from hpc.errors import UserError
+from hpc.errors import FAILED, UserError
 
 # Long enough for a busy controller (and for the client's own connect retries), short
 # enough that a dead one gives an answer instead of a hang.
@@ -17,7 +17,7 @@ COMMAND_TIMEOUT = 120
 class SlurmError(UserError):
     """A Slurm command failed or refused; the message carries its own words. Exit 1."""
 
-    exit_code = 1
+    exit_code = FAILED
 
 
 def slurm_available(command: str = "sbatch") -> bool:
