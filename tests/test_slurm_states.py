@@ -213,3 +213,22 @@ def test_backoff_grows_to_its_cap_and_resets_on_news():
     assert backoff.next(True) == 1.0 and backoff.next(False) == 2.0
     with pytest.raises(ValueError):
         Backoff(first=0)
+
+
+def test_array_seen_for_a_moment_under_its_bare_id_is_not_waited_for(monkeypatch):
+    # A mock: sacct showing a fresh array once as a bare id ("96") was seen on the real
+    # cluster but cannot be caused on demand; the tracker must still end.
+    from hpc.slurm import tracker as tracking
+    from hpc.slurm.states import JobRow
+
+    answers = iter([
+        [JobRow("96", JobState.PENDING, "PENDING")],
+        [JobRow("96_0", JobState.COMPLETED, "COMPLETED", "0:0"),
+         JobRow("96_1", JobState.COMPLETED, "COMPLETED", "0:0")],
+    ])
+    monkeypatch.setattr(tracking, "query_sacct", lambda ids: next(answers))
+    tracker = tracking.Tracker()
+    tracker.add("96", array_size=2)
+    tracker.poll()
+    tracker.poll()
+    assert sorted(tracker.jobs) == ["96_0", "96_1"] and tracker.done

@@ -29,7 +29,10 @@ def _command(run: Run) -> tuple[list[str], dict[str, str]]:
         return [*program, "--starter", "local"], dict(os.environ)
     from hpc.mpi_env import mpiexec_command
 
-    return mpiexec_command(run.ranks, program)
+    argv, env = mpiexec_command(run.ranks, program)
+    if run.threads > 1:
+        env["OMP_NUM_THREADS"] = str(run.threads)
+    return argv, env
 
 
 @register

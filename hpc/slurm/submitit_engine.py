@@ -87,13 +87,14 @@ class FunctionJob:
     job: Any  # submitit.Job
     engine: str  # "slurm" or "local"
     folder: Path
+    every_rank: bool = True  # False: ran once (task 0), however many tasks it holds
 
     @property
     def job_id(self) -> str:
         return str(self.job.job_id)
 
     def result(self) -> Any:
-        return self.job.results()[0]
+        return self.job.results()[0] if self.every_rank else self.job.task(0).result()
 
 
 def resolve_engine(engine: str) -> str:
@@ -135,7 +136,7 @@ def submit_function(fn: Callable[..., Any], *args: Any, resources: Resources, fo
                                    tasks_per_node=1, nodes=1)
         job = (executor.submit(_launch_local, fn, args, kwargs, resources, folder)
                if every_rank else executor.submit(fn, *args, **kwargs))
-        return FunctionJob(job, engine, folder)
+        return FunctionJob(job, engine, folder, every_rank)
     executor = _slurm_executor_class()(folder=folder, python=python)
     executor.update_parameters(**resources.with_mpi_resolved().submitit_parameters(),
                                use_srun=every_rank)
@@ -144,5 +145,5 @@ def submit_function(fn: Callable[..., Any], *args: Any, resources: Resources, fo
                else executor.submit(fn, *args, **kwargs))
     except FailedJobError as exc:
         raise SlurmError(f"sbatch refused the job: {str(exc).strip()}") from None
-    return FunctionJob(job, engine, folder)
+    return FunctionJob(job, engine, folder, every_rank)
 

@@ -171,6 +171,10 @@ class Tracker:
             if placeholder is not None and not placeholder.seen and group.base_id not in \
                     reported and reported:
                 del group.tasks[group.base_id]  # an array, asked for by its job id
+            if placeholder is None and any("_" in k for k in group.tasks):
+                # A just-submitted array can show for a moment under its bare id (seen
+                # with sacct); tracked, that key would wait for a row that never returns.
+                reported.pop(group.base_id, None)
             for key in reported:
                 group.tasks.setdefault(key, Tracked(key))
             for key, job in list(group.tasks.items()):
