@@ -225,6 +225,20 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
     proc = run_hpc("study", "run", str(path), "--dry-run", "--out", str(tmp_path / "s.h5"))
     assert proc.returncode == 0, proc.stderr
     assert "weak scaling of heat2d" in proc.stdout
-    assert [line.split()[1:3] for line in proc.stdout.splitlines()[2:]] == [
+    assert [line.split()[1:3] for line in proc.stdout.splitlines()[2:5]] == [
         ["1", "100"], ["2", "141"], ["4", "200"]]
+    # Then what the local launcher would run for each point, exactly.
+    assert "-n 4 " in proc.stdout and "hpc run heat2d" in proc.stdout
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_srun_plugin_that_the_programs_mpi_does_not_speak_is_warned_about():
+    from hpc.study.external import warn_mpi_mismatch
+
+    mpich = "libmpi.so.12 => /venv/lib/libmpi.so.12"
+    openmpi = "libmpi.so.40 => /lib/x86_64-linux-gnu/libmpi.so.40"
+    assert "speaks --mpi=pmix, but srun is given --mpi=pmi2" in warn_mpi_mismatch(
+        openmpi, "srun", "pmi2")
+    assert "speaks --mpi=pmi2" in warn_mpi_mismatch(mpich, "srun", "pmix")
+    assert warn_mpi_mismatch(mpich, "srun", "pmi2") is None
+    assert warn_mpi_mismatch(openmpi, "srun", "pmix_v4") is None

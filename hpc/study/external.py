@@ -231,10 +231,22 @@ def mpi_family(text: str) -> str | None:
     return None
 
 
-def warn_mpi_mismatch(linked: str | None, starter: str) -> str | None:
+# The srun --mpi plugin each MPI family speaks (Debian's Open MPI has no PMI-2; PyPI's
+# MPICH no PMIx).
+_SRUN_PLUGIN = {"openmpi": "pmix", "mpich": "pmi2"}
+
+
+def warn_mpi_mismatch(linked: str | None, starter: str, mpi: str | None = None) -> str | None:
     """A warning when the program links another MPI than the one that starts its ranks:
     the ranks then do not see each other and run as separate one-rank copies."""
-    if linked is None or starter != "local":
+    if linked is None or starter == "mpirun":
+        return None
+    if starter == "srun":
+        program = mpi_family(linked)
+        wanted = _SRUN_PLUGIN.get(program or "")
+        if wanted and mpi and not mpi.startswith(wanted):
+            return (f"the program links {program} ({linked}), which speaks "
+                    f"--mpi={wanted}, but srun is given --mpi={mpi}")
         return None
     from hpc.mpi_env import find_mpiexec, mpiexec_flavor
 
@@ -310,7 +322,7 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
         if not first_argv:
             first_argv = argv
             app = application_provenance(spec, argv, env, folder, values)
-            warning = warn_mpi_mismatch(app.get("linked_mpi"), starter)
+            warning = warn_mpi_mismatch(app.get("linked_mpi"), starter, mpi)
             if warning:
                 print(f"hpc: warning: {warning}", file=sys.stderr, flush=True)
         remaining = deadline - time.monotonic()
