@@ -7,7 +7,7 @@ analysis keeps such points out of the fits (hpc.scaling) and says why.
 
 Linux sources, read without privileges: ``os.sched_getaffinity`` (the cores this process
 may run on), the cgroup v2 ``cpu.max`` quota, Slurm's ``SLURM_CPUS_ON_NODE``, ``/proc/stat``
-(busy time of the whole node) and ``/proc/loadavg``. Elsewhere the fields are left out.
+(busy time of each core the run may use) and ``/proc/loadavg``. Elsewhere the fields are left out.
 No MPI here: the runner gathers each rank's ``Usage`` and calls ``summarise``.
 """
 
@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Other processes using at least this many cores on average make a point "contended"
+# Other processes using at least this many cores on average (a quarter core: far above
+# idle daemons) make a point "contended"
 # when they and the point's ranks together want more cores than the node has.
-CONTENDED_CORES = 0.5
+CONTENDED_CORES = 0.25
 # /proc/stat counts in ticks of 10 ms per core: over a shorter stretch than this the
 # other processes' share is too coarse to judge, and is left out.
 MIN_WALL_FOR_LOAD = 0.2
@@ -58,14 +59,20 @@ def available_cores() -> tuple[list[int], float, str]:
     return affinity, limits[source], source
 
 
-def _node_busy_seconds() -> float | None:
-    """Busy CPU seconds of the whole node since boot, from /proc/stat."""
+def _cpu_busy_seconds(cpus: list[int]) -> dict[int, float] | None:
+    """Busy seconds since boot of each of ``cpus`` (the ``cpuN`` lines of /proc/stat):
+    only the cores the run may use, since load on the others does not compete with it."""
+    wanted = {f"cpu{c}": c for c in cpus}
+    out = {}
     try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-        ticks = sum(int(fields[i]) for i in _BUSY_FIELDS if i < len(fields))
-    except (OSError, IndexError, ValueError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            fields = line.split()
+            if fields and fields[0] in wanted:
+                ticks = sum(int(fields[1 + i]) for i in _BUSY_FIELDS if 1 + i < len(fields))
+                out[wanted[fields[0]]] = ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
         return None
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return out or None
 
 
 def load_average() -> float | None:
@@ -92,7 +99,7 @@ class Usage:
     load_before: float | None
     wall: float
     cpu: float
-    node_busy: float | None  # busy seconds of the whole node over the stretch
+    cpu_busy: dict[int, float] | None  # busy seconds of each usable core over the stretch
 
 
 class Probe:
@@ -108,7 +115,7 @@ class Probe:
         self._resource = resource
         self._children = children
         self._load = load_average()
-        self._busy = _node_busy_seconds()
+        self._busy = _cpu_busy_seconds(available_cores()[0])
         self._cpu = self._cpu_now()
         self._wall = time.perf_counter()
 
@@ -121,11 +128,13 @@ class Probe:
     def stop(self) -> Usage:
         wall = time.perf_counter() - self._wall
         cpu = self._cpu_now() - self._cpu
-        busy = _node_busy_seconds()
         affinity, cores, source = available_cores()
-        node_busy = None if busy is None or self._busy is None else busy - self._busy
+        busy = _cpu_busy_seconds(affinity)
+        delta = None
+        if busy is not None and self._busy is not None:
+            delta = {c: busy[c] - self._busy[c] for c in busy if c in self._busy}
         return Usage(platform.node(), affinity, cores, source, threads_per_rank(),
-                     self._load, wall, cpu, node_busy)
+                     self._load, wall, cpu, delta)
 
 
 def summarise(usages: list[Usage], ranks: int | None = None) -> dict[str, Any]:
@@ -145,7 +154,12 @@ def summarise(usages: list[Usage], ranks: int | None = None) -> dict[str, Any]:
         cores = min(min(u.cores for u in us), float(len(union)))
         wanted = (ranks if ranks is not None else len(us)) * max(u.threads for u in us)
         wall = max(u.wall for u in us)
-        busy = us[0].node_busy
+        # Ranks on one node read the same counters: each core's largest delta counts once.
+        per_cpu: dict[int, float] = {}
+        for u in us:
+            for c, b in (u.cpu_busy or {}).items():
+                per_cpu[c] = max(per_cpu.get(c, 0.0), b)
+        busy = sum(per_cpu.values()) if per_cpu else None
         others = None
         if busy is not None and wall >= MIN_WALL_FOR_LOAD:
             others = max(busy - sum(u.cpu for u in us), 0.0) / wall
