@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 # Other processes using at least this many cores on average (a quarter core: far above
-# idle daemons) make a point "contended"
-# when they and the point's ranks together want more cores than the node has.
+# idle daemons) make a point "contended" when they and the point's ranks together want
+# more cores than the run may use.
 CONTENDED_CORES = 0.25
 # /proc/stat counts in ticks of 10 ms per core: over a shorter stretch than this the
 # other processes' share is too coarse to judge, and is left out.

@@ -123,7 +123,9 @@ class StudyAnalysis:
 
     @property
     def verdict(self) -> str:
-        """The headline: the dominant loss, and what the fits say."""
+        """The headline: the dominant loss (when the phases tell it), and what the fits say."""
+        if not self.dominant:
+            return self.comparison.verdict
         return f"{self.dominant}; fits: {self.comparison.verdict}"
 
     @property
@@ -241,11 +243,35 @@ def analyse(kind: str, points: list[ScalingPoint], *, n_boot: int = DEFAULT_BOOT
         pt.pop = pop
     flagged = _flagged_stats(meas, seed, n_boot)
     dominant, own, diagnosis = dominant_loss(pops, meas.groups, meas.flagged)
+    diagnosis = (diagnosis + " " + _agreement(own, comparison.verdict)).strip()
     return StudyAnalysis(kind, meas.baseline_ranks, points_out[0].time, points_out, law,
                          overhead_fits, comparison, trend, meas.excluded, warnings,
                          data.ci_method, n_boot, seed, flagged_points=flagged,
                          dominant=dominant, own_loss=own, diagnosis=diagnosis,
                          suggested_ranks=suggested)
+
+
+def _agreement(own: str, verdict: str) -> str:
+    """How the phases' largest loss and the fits' verdict fit together, in one sentence."""
+    from hpc.scaling import pop
+    from hpc.scaling.selection import OVERHEAD, SERIAL
+
+    grows = (pop.COMMUNICATION, pop.COMPUTATION)
+    if verdict == SERIAL and own in grows:
+        return (f"The fits find a fixed serial fraction: the {own} loss does not grow with "
+                "the ranks faster than serial code would (e.g. ranks waiting for one rank's "
+                "serial work, or a collective of fixed cost).")
+    if verdict == OVERHEAD and own in (pop.SERIAL_CODE, pop.LOAD_IMBALANCE):
+        return (f"The fits find overhead growing with the ranks, though the phases put the "
+                f"largest loss in {own}: part of the waiting is overhead.")
+    if verdict == SERIAL and own == pop.LOAD_IMBALANCE:
+        return ("The law's serial fraction absorbs this imbalance; the phases show uneven "
+                "work, not serial code.")
+    if verdict == SERIAL and own == pop.SERIAL_CODE:
+        return "The fits agree: a fixed serial fraction."
+    if verdict == OVERHEAD and own in grows:
+        return "The fits agree: overhead growing with the ranks."
+    return ""
 
 
 def suggest_ranks(meas: Measurements) -> list[int]:

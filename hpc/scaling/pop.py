@@ -10,7 +10,8 @@ time c_r (the ``compute`` phase) and the repeat's runtime T (the slowest rank's 
                                       for strong scaling, q = p/p0 for weak)
     global efficiency         GE    = PE · CompS
 
-Each is computed per repeat and averaged over the point's repeats (outliers left out).
+LB and CommE are averaged over the point's repeats (outliers left out); PE and GE are the
+products of the averages, so that the table multiplies out as printed.
 docs/SCALING.md has the definitions and how the dominant loss is chosen.
 """
 
@@ -49,7 +50,7 @@ def pop_metrics(kind: str, group: RankGroup, baseline: RankGroup,
     comm = c.max(axis=1) / t
     work = group.ranks / p0 if kind == "weak" else 1.0
     comp = baseline.rank_compute.sum(axis=1).mean() * work / c.sum(axis=1).mean()
-    pe = float((lb * comm).mean())
+    pe = float(lb.mean() * comm.mean())
     return {"load balance": float(lb.mean()), "communication efficiency": float(comm.mean()),
             "parallel efficiency": pe, "computation scalability": float(comp),
             "global efficiency": pe * float(comp)}
@@ -90,7 +91,7 @@ def dominant_loss(metrics: list[dict[str, float] | None], groups: list[RankGroup
     if last is None:
         own = ("The program's own losses are unknown: no per-rank compute phase was "
                "recorded." if len(metrics) > 1 else "")
-        return name or "unknown", "unknown", (machine + own).strip()
+        return name or "", "", (machine + own).strip()
     losses = {LOAD_IMBALANCE: 1 - last["load balance"],
               COMMUNICATION: 1 - last["communication efficiency"],
               COMPUTATION: max(0.0, 1 - last["computation scalability"])}

@@ -59,7 +59,8 @@ def _summary(a: StudyAnalysis) -> list[Block]:
     facts.append(INTERVALS)
     blocks = [Block("h2", "Summary"),
               Block("p", f"{a.kind.capitalize()} scaling. Verdict: {a.dominant or '?'}. "
-                         f"{a.diagnosis}"),
+                         f"{a.diagnosis}" if a.dominant else
+                         f"{a.kind.capitalize()} scaling. Verdict: {a.comparison.verdict}."),
               Block("p", f"Fits: {a.comparison.verdict}. {a.comparison.explanation}"),
               Block("list", items=facts)]
     if a.warnings:
@@ -147,6 +148,14 @@ def _fits_table(a: StudyAnalysis) -> list[list[str]]:
     return rows
 
 
+def _trend_blocks(a: StudyAnalysis) -> list[Block]:
+    if a.karp_flatt_trend is None:
+        return []
+    what = "Karp–Flatt e" if a.kind == "strong" else "α_e"
+    return [Block("table", items=[["trend", "per doubling of ranks"],
+                                  [f"change of {what}", format_estimate(a.karp_flatt_trend)]])]
+
+
 def _predictions_table(a: StudyAnalysis) -> list[list[str]]:
     rows = [["model", "maximum speedup", "efficiency < 80%", "efficiency < 50%"]]
     for fit in a.fits:
@@ -169,8 +178,10 @@ def _method(a: StudyAnalysis) -> list[str]:
         "differences of log-times (timing noise is relative) with scipy.optimize.least_squares, "
         "bounds 0 ≤ f, α ≤ 1 and c ≥ 0.",
         f"95% intervals: {a.ci_method}; {a.n_boot} resamples, seed {a.seed}.",
-        "Model selection: an overhead model is preferred only when it lowers "
-        f"{a.comparison.criterion.split()[0]} by more than 2 against the law it extends.",
+        "Model selection: overhead models are fitted only with 5 or more rank counts, and "
+        "one is preferred only when it lowers "
+        f"{a.comparison.criterion.split()[0]} by more than 2 against the law it extends "
+        "and the Karp–Flatt trend rises (interval above 0).",
         "Weak scaling uses the scaled speedup S = (p/p0)·T(p0)/T(p) and Gustafson's law "
         "S = q − α(q − 1), q = p/p0. Formulas and conventions: docs/SCALING.md in hpc-suite.",
     ]
@@ -188,6 +199,7 @@ def build_blocks(a: StudyAnalysis, meta: dict, title: str) -> list[Block]:
     blocks += [Block("h2", "Points (95% intervals from the repeats)"),
                Block("table", items=_points_table(a)), *_pop_blocks(a),
                Block("h2", "Fitted models"), Block("table", items=_fits_table(a)),
+               *_trend_blocks(a),
                Block("h2", "Predictions"), Block("table", items=_predictions_table(a)),
                Block("h2", "Method"), Block("list", items=_method(a))]
     return blocks
