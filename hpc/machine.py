@@ -28,6 +28,10 @@ CONTENDED_CORES = 0.25
 # /proc/stat counts in ticks of 10 ms per core: over a shorter stretch than this the
 # other processes' share is too coarse to judge, and is left out.
 MIN_WALL_FOR_LOAD = 0.2
+# A rank that waited at least this share of its wall time for a core was descheduled
+# (run-queue wait from /proc/self/schedstat). Ranks that sleep or block (amdahl's sleep
+# units) wait for no core, so more of them than cores is no harm and is not flagged.
+WAITED = 0.1
 # /proc/stat fields that count as busy: user nice system irq softirq steal.
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
 
@@ -75,6 +79,14 @@ def _cpu_busy_seconds(cpus: list[int]) -> dict[int, float] | None:
     return out or None
 
 
+def _run_queue_wait() -> float | None:
+    """Seconds this process has waited, runnable, for a core (Linux schedstat)."""
+    try:
+        return int(Path("/proc/self/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def load_average() -> float | None:
     try:
         return os.getloadavg()[0]
@@ -99,6 +111,7 @@ class Usage:
     load_before: float | None
     wall: float
     cpu: float
+    wait: float | None  # seconds runnable but waiting for a core; None: unknown
     cpu_busy: dict[int, float] | None  # busy seconds of each usable core over the stretch
 
 
@@ -117,6 +130,7 @@ class Probe:
         self._load = load_average()
         self._busy = _cpu_busy_seconds(available_cores()[0])
         self._cpu = self._cpu_now()
+        self._wait = None if children else _run_queue_wait()
         self._wall = time.perf_counter()
 
     def _cpu_now(self) -> float:
@@ -128,13 +142,15 @@ class Probe:
     def stop(self) -> Usage:
         wall = time.perf_counter() - self._wall
         cpu = self._cpu_now() - self._cpu
+        wait = _run_queue_wait()
+        wait = None if wait is None or self._wait is None else wait - self._wait
         affinity, cores, source = available_cores()
         busy = _cpu_busy_seconds(affinity)
         delta = None
         if busy is not None and self._busy is not None:
             delta = {c: busy[c] - self._busy[c] for c in busy if c in self._busy}
         return Usage(platform.node(), affinity, cores, source, threads_per_rank(),
-                     self._load, wall, cpu, delta)
+                     self._load, wall, cpu, wait, delta)
 
 
 def summarise(usages: list[Usage], ranks: int | None = None) -> dict[str, Any]:
@@ -172,8 +188,10 @@ def summarise(usages: list[Usage], ranks: int | None = None) -> dict[str, Any]:
         if loads:
             load_max = max(loads) if load_max is None else max(load_max, max(loads))
     oversubscribed = worst_over > 0
-    contended = any(o is not None and o >= CONTENDED_CORES and w + o > c
-                    for _, c, w, o in per_node)
+    waits = [u.wait / u.wall for u in usages if u.wait is not None and u.wall > 0]
+    waited = len(waits) < len(usages) or max(waits) >= WAITED  # unknown counts as waited
+    contended = waited and any(o is not None and o >= CONTENDED_CORES and w + o > c
+                               for _, c, w, o in per_node)
     out: dict[str, Any] = {
         "cores_available": cores_min,
         "cores_source": usages[0].cores_source,
@@ -185,6 +203,8 @@ def summarise(usages: list[Usage], ranks: int | None = None) -> dict[str, Any]:
         "rank_cpu_seconds": [u.cpu for u in usages],
         "rank_wall_seconds": [u.wall for u in usages],
     }
+    if len(waits) == len(usages):
+        out["rank_wait_seconds"] = [u.wait for u in usages]
     if load_max is not None:
         out["load_before"] = load_max
     if all(o is None for *_, o in per_node):
@@ -199,19 +219,27 @@ def conditions(machine: dict[str, Any]) -> list[str]:
     cores = machine.get("cores_available")
     wanted = machine.get("ranks_times_threads_per_node")
     threads = machine.get("threads_per_rank", 1)
+    wall, wait = machine.get("rank_wall_seconds"), machine.get("rank_wait_seconds")
+    waited = ""
+    if wait is not None and wall is not None and len(wait) and min(wall) > 0:
+        most = max(w / t for w, t in zip(wait, wall, strict=True))
+        if most < WAITED:  # the ranks sleep or block: no core was missed (nor contended)
+            return []
+        waited = f"; a rank waited {most:.0%} of its wall time for a core"
     if machine.get("oversubscribed"):
         per = f" × {threads:g} threads" if threads != 1 else ""
         out.append(f"oversubscribed: {wanted // max(threads, 1):g} ranks{per} on {cores:g} "
-                   "cores, so ranks took turns on the cores")
+                   f"cores, so ranks took turns on the cores{waited}")
     if machine.get("contended"):
-        cpu = machine.get("rank_cpu_seconds")
-        wall = machine.get("rank_wall_seconds")
-        share = ""
-        if cpu is not None and wall is not None and len(cpu) and min(wall) > 0:
-            least = min(c / w for c, w in zip(cpu, wall, strict=True))
-            share = f"; the least-served rank got {least:.0%} of its wall time as CPU"
-
-        out.append(f"contended: other processes kept "
-                   f"{machine.get('other_busy_cores', 0):.2g} cores busy during the point "
-                   f"({cores:g} cores){share}")
+        out += _contended(machine, cores)
     return out
+
+
+def _contended(machine: dict[str, Any], cores: float) -> list[str]:
+    cpu, wall = machine.get("rank_cpu_seconds"), machine.get("rank_wall_seconds")
+    share = ""
+    if cpu is not None and wall is not None and len(cpu) and min(wall) > 0:
+        least = min(c / w for c, w in zip(cpu, wall, strict=True))
+        share = f"; the least-served rank got {least:.0%} of its wall time as CPU"
+    return [f"contended: other processes kept {machine.get('other_busy_cores', 0):.2g} cores "
+            f"busy during the point ({cores:g} cores){share}"]

@@ -77,7 +77,9 @@ def test_a_study_with_more_ranks_than_cores_leaves_those_points_out(tmp_path):
     assert runs[3]["cores_available"] == 2 and runs[3]["ranks_times_threads_per_node"] == 3
     report = out.with_suffix(".md").read_text()
     assert "Verdict: oversubscription" in report
-    assert "oversubscribed: 3 ranks on 2 cores" in report
+    assert "oversubscribed: 3 ranks on 2 cores, so ranks took turns on the cores; a rank " \
+        "waited" in report
+    assert len(runs[3]["rank_wait_seconds"]) == 3
     assert "| 3* |" in report  # the POP table shows it, marked as not fitted
     with h5py.File(out, "r") as f:
         analysis = json.loads(f.attrs["analysis"])

@@ -208,6 +208,8 @@ def test_amdahl_study_recovers_its_declared_serial_fraction(tmp_path):
     from hpc.study.store import read_analysis
 
     analysis = StudyAnalysis.from_dict(read_analysis(out))
+    # 4 sleeping ranks on 2 cores wait for no core: not flagged as oversubscribed
+    assert [pt.ranks for pt in analysis.points] == [1, 2, 4], analysis.excluded
     fit = analysis.law
     low, high = fit.f_ci
     print(analysis.summary())
