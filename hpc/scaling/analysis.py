@@ -228,6 +228,10 @@ def analyse(kind: str, points: list[ScalingPoint], *, n_boot: int = DEFAULT_BOOT
     else:
         suggested = suggest_ranks(meas)
         where = (f"; add rank counts such as {_ranks_list(suggested)}" if suggested else "")
+        cores = min((g.cores for g in meas.groups + meas.flagged if g.cores), default=None)
+        if cores and suggested and max(suggested) > cores:
+            where += (f" (more than the {cores:g} cores these points had: run it on a "
+                      "bigger node or through Slurm)")
         warnings.append(f"only {len(meas.groups)} rank counts fitted: telling serial code "
                         f"from overhead growing with ranks needs {MIN_RANKS_FOR_OVERHEAD} "
                         "(an overhead model has 3 parameters; with fewer rank counts it "

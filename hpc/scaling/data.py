@@ -212,8 +212,8 @@ def _split_flagged(groups: list[RankGroup], include: bool,
         contended = [g for g in flagged
                      if not any(c.startswith("oversubscribed") for c in g.conditions)]
         if contended and len(clean) + len(contended) >= 2:
-            warnings.append("other processes competed for the cores during the points at "
-                            f"{', '.join(str(g.ranks) for g in contended)} ranks; they are "
+            warnings.append("other processes competed for the cores during the point(s) at "
+                            f"{', '.join(str(g.ranks) for g in contended)} rank(s); they are "
                             "fitted anyway, since without them fewer than 2 rank counts "
                             "remain: rerun the study on a quiet machine to trust the fits")
             keep = {id(g) for g in contended}
