@@ -141,3 +141,19 @@ def test_report_summary_numbers_equal_the_tables(case, tmp_path):
     assert "| 128* |" in text and "| load balance |" in text
     assert "no: oversubscribed" in text
     assert "p/p0 +" not in text  # q's definition never swallows an added term
+
+
+def test_plots_stay_in_range_and_label_every_measured_rank_count():
+    from hpc.scaling.plots import karp_flatt_figure, speedup_figure
+
+    pts = _flag(rank_points("log2", ranks=(1, 2, 4, 8, 16, 32), seed=6), {32},
+                "oversubscribed: 32 ranks on 16 cores")
+    a = analyse("strong", pts, n_boot=BOOT)
+    assert a.comparison.verdict == OVERHEAD
+    ax = speedup_figure(a, "t").axes[0]
+    assert [round(t) for t in ax.get_xticks()] == [1, 2, 4, 8, 16, 32]
+    assert ax.get_xlim()[1] <= 32 * 1.3  # a little beyond the last point, not 4x
+    assert {1, 2, 4, 8, 16, 32} <= {round(t) for t in ax.get_yticks()}
+    kf = karp_flatt_figure(a, "t").axes[0]
+    curves = [line.get_ydata() for line in kf.get_lines() if "selected" in line.get_label()]
+    assert curves and all(np.all((c >= 0) & (c <= 1)) for c in curves)

@@ -108,7 +108,9 @@ def speedup_figure(a: StudyAnalysis, title: str) -> Figure:
     _rank_axis(ax, ranks)
     ax.set_yscale("log", base=2)
     # Labelled at the ideal speedup of every measured rank count, as the x axis is.
-    ax.set_yticks(sorted({r / p0 for r in ranks if r >= p0}))
+    low = min(pt.speedup.low or pt.speedup.value for pt in [*a.points, *a.flagged_points])
+    below = [2.0 ** -k for k in range(1, 8) if 2.0 ** -k >= low / 1.5]  # slower than p0
+    ax.set_yticks(sorted({r / p0 for r in ranks if r >= p0} | set(below)))
     ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
     ax.set_ylabel("speedup S = T(p0)/T(p)" if a.kind == "strong"

@@ -103,6 +103,9 @@ def dominant_loss(metrics: list[dict[str, float] | None], groups: list[RankGroup
                               f"each of load imbalance, communication and computation "
                               f"scalability {at}.").strip()
     text = f"{own[0].upper()}{own[1:]} costs the program most {at} ({lost:.0%} lost)"
+    if groups[-1].conditions:  # fitted only because nothing else was left
+        text += (", though other processes competed for the cores there, so part of that "
+                 "loss is the machine's")
     if own == LOAD_IMBALANCE:
         slope = _excess_slope(groups)
         if slope is None:
