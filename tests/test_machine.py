@@ -10,13 +10,15 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import h5py
 import pytest
 
 from hpc.records import read_runs
 from tests.conftest import assert_ok, run_hpc
+from tests.test_study_run import write_study
+
+pytestmark = pytest.mark.slow
 
 CORES = sorted(os.sched_getaffinity(0))
 # Runs the rest of the command line on the listed cores only.
@@ -54,8 +56,7 @@ def test_a_point_run_beside_a_busy_process_is_flagged_contended(tmp_path):
 
 @pytest.mark.skipif(len(CORES) < 2, reason="needs 2 cores to run 3 ranks on 2")
 def test_a_study_with_more_ranks_than_cores_leaves_those_points_out(tmp_path):
-    study = tmp_path / "over.toml"
-    study.write_text(textwrap.dedent("""
+    study = write_study(tmp_path, """
         name = "over"
         workload = "heat2d"
         kind = "strong"
@@ -65,7 +66,7 @@ def test_a_study_with_more_ranks_than_cores_leaves_those_points_out(tmp_path):
         warmup = 0
         [params]
         steps = 10
-        """))
+        """, name="over")
     out = tmp_path / "over.h5"
     proc = subprocess.run(
         _pinned(CORES[:2], sys.executable, "-m", "hpc", "study", "run", str(study), "--out",
