@@ -141,6 +141,8 @@ def test_report_summary_numbers_equal_the_tables(case, tmp_path):
     assert "| 128* |" in text and "| load balance |" in text
     assert "no: oversubscribed" in text
     assert "p/p0 +" not in text  # q's definition never swallows an added term
+    html = write_report(a, {"study": case}, tmp_path / "r.html", "html").read_text()
+    assert html.count('<td style="background:') == 5 * 8  # 5 metrics × 8 rank counts
 
 
 def test_plots_stay_in_range_and_label_every_measured_rank_count():
