@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from hpc import provenance
+from hpc import machine, provenance
 from hpc.errors import FAILED, NOT_VERIFIED
 from hpc.records import RunRecord, append_run, read_runs
 from hpc.runner import utc_now
@@ -314,6 +314,7 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
     failed: list[str] = []
     first_argv: list[str] = []
     app: dict[str, Any] = {}
+    probe = machine.Probe(children=True)  # the program's CPU time: its rusage as a child
     for repeat in range(-spec.warmup, spec.repeats):
         values = point_values(spec, point, repeat, nodes)
         argv = fill(command.argv, values, words)
@@ -339,6 +340,10 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
         failed += [f"repeat {repeat}: {f}" for f in _check_matches(spec, stdout, values)]
     failed += _check_agreement(spec, out, point, metrics)
     timings = np.array(seconds, dtype=float).reshape(spec.repeats, 1, 1)
+    # One usage stands for all the program's ranks: their CPU time is summed in it. Only
+    # mpiexec's ranks are this process's children; srun's run under slurmstepd.
+    usage = machine.summarise([probe.stop()], ranks=point.ranks) if starter == "local" \
+        else {}
     record = RunRecord(
         workload=COMMAND_WORKLOAD, backend="external", ranks=point.ranks, nodes=nodes,
         size=point.size, size_parameter="size",
@@ -357,7 +362,7 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
                             for name, values_ in metrics.items()}},
         provenance={**provenance.collect_local(shlex.join(first_argv)),
                     "application": app, "starter": starter},
-        run_id=run_id)
+        run_id=run_id, machine=usage)
     append_run(out, record)
     if failed:
         raise ChecksFailed("its checks failed (recorded as verification_failed):\n  " +

@@ -103,7 +103,8 @@ def _study_options(spec: StudySpec, launcher: Any, out: Path) -> Any:
 
     if "a report job" not in launcher.supports:
         return NO_OPTIONS
-    report = Run(f"{spec.name}-report", 1, driver=("study", "report", str(out)),
+    analyse = ("--include-oversubscribed",) if spec.include_oversubscribed else ()
+    report = Run(f"{spec.name}-report", 1, driver=("study", "report", str(out), *analyse),
                  info={"time": REPORT_TIME})
     return JobOptions(throttle=spec.array_throttle, after_all=report)
 
@@ -222,13 +223,14 @@ def run_one_by_one(spec: StudySpec, points: list[Point], runs: list[Run]) -> lis
     already finished are in the study file either way.
     """
     from hpc.launchers.local import LocalLauncher
+    from hpc.machine import available_cores
 
-    cores = os.cpu_count() or 1
+    cores = available_cores()[1]
     over = [p.ranks * spec.threads for p in points if p.ranks * spec.threads > cores]
     if over:
-        print(f"note: this machine has {cores} cores; the points needing "
-              f"{', '.join(map(str, over))} are oversubscribed, so expect their "
-              "efficiency to drop for that reason", file=sys.stderr)
+        print(f"note: this run may use {cores:g} cores; the points needing "
+              f"{', '.join(map(str, over))} cores are oversubscribed: the analysis "
+              "leaves them out of the fits and says so", file=sys.stderr)
     progress = StudyProgress([p.work_per_rank * (spec.repeats + spec.warmup) for p in points])
     failures = []
     for point, run in zip(points, runs, strict=True):

@@ -93,6 +93,8 @@ class StudySpec:
     # metric name -> relative tolerance between points.
     checks: dict[str, Any] = field(default_factory=dict)
     source: str = ""                      # the file it came from
+    # Analysis only: fit points measured oversubscribed or contended too (hpc.machine).
+    include_oversubscribed: bool = False
 
     @property
     def subject(self) -> str:
@@ -115,6 +117,7 @@ class StudySpec:
         data = asdict(self)
         data.pop("source")
         data.pop("description")
+        data.pop("include_oversubscribed")  # how to analyse, not which points run
         return json.dumps(data, sort_keys=True)
 
 
@@ -123,6 +126,7 @@ _TOP_KEYS = {
     "backend": str, "ranks": (list, dict), "size": int, "params": dict, "repeats": int,
     "warmup": int, "launcher": str, "timeout": (int, float), "resources": dict,
     "profile": str, "array_throttle": int, "threads": int, "env": dict, "check": dict,
+    "include_oversubscribed": bool,
 }
 _COMMAND_KEYS = {"run": str, "time": str, "time_regex": str, "time_json_key": str,
                  "work_exponent": (int, float), "derived": dict, "inputs": list,
@@ -450,7 +454,8 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
         command=command, params=params, repeats=repeats, warmup=warmup, launcher=launcher,
         timeout=timeout, description=data.get("description", ""),
         resources=resources, profile=data.get("profile"), array_throttle=throttle,
-        threads=threads, env=env, checks=checks, source=where)
+        threads=threads, env=env, checks=checks, source=where,
+        include_oversubscribed=data.get("include_oversubscribed", False))
 
 
 def load_study(path: str | Path) -> StudySpec:
