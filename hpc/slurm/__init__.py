@@ -4,6 +4,7 @@ a function on every MPI rank through submitit, and followed through its states.
 
 Entry points: ``resources.Resources``, ``profiles.load_profile``, ``render.render_script``,
 ``submit.submit`` / ``submit.submit_array``, ``tracker.Tracker``,
-``submitit_engine.submit_function``; the ``hpc submit/status/wait/cancel/logs`` commands
-are in ``cli``. See docs/SLURM.md.
+``submitit_engine.submit_function``; the ``hpc status/wait/cancel/logs`` commands are in
+``cli``. Launching a run (``hpc submit``, studies) goes through ``hpc.launchers``, whose
+slurm and submitit launchers use these. See docs/SLURM.md.
 """
