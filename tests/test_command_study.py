@@ -108,8 +108,10 @@ def test_program_of_another_mpi_runs_as_one_rank_copies_and_fails_the_rank_check
         pytest.skip("no system MPI (Open MPI) compiler to build a program of another MPI")
     app = build(tmp_path, str(system_mpicc), name="app")
     study = write_study(tmp_path, EXTRA="", **{"[1, 2]": "[2, 3]"})
+    # Open MPI singletons started together sometimes fail to start their daemon
+    # ("Unable to start a daemon on the local node"); isolated ones need none.
     proc = run_hpc("study", "run", str(study), "--out", str(tmp_path / "s.h5"),
-                   "--no-report")
+                   "--no-report", env={"OMPI_MCA_ess_singleton_isolated": "1"})
     assert proc.returncode == 1, proc.stderr
     assert "hpc: warning: the program links openmpi" in proc.stderr
     assert "[check] match 'ranks: 2\\\\n' not found" in proc.stderr

@@ -12,15 +12,14 @@ the others the study waits for every point and then reports itself.
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from hpc.errors import BAD_INPUT, INTERRUPTED, NOT_VERIFIED, TIMED_OUT, UserError
+from hpc.errors import BAD_INPUT, INTERRUPTED, NOT_VERIFIED, TIMED_OUT
 from hpc.runs import Run, RunSpec
+from hpc.study.allocation import load_study_profile, point_resources
 from hpc.study.plan import Point, size_name
 from hpc.study.progress import StudyProgress
 from hpc.study.spec import StudySpec
@@ -48,54 +47,6 @@ def point_run(spec: StudySpec, point: Point, out: Path) -> Run:
     run = RunSpec(workload=spec.workload, backend=spec.backend, params=point.params,
                   repeats=spec.repeats, warmup=spec.warmup, out=out, quiet=True)
     return Run(name, point.ranks, spec=run, threads=spec.threads, timeout=spec.timeout)
-
-
-def load_study_profile(spec: StudySpec) -> Any:
-    from hpc.slurm.profiles import load_profile
-
-    return load_profile(spec.profile or os.environ.get("HPC_PROFILE"))
-
-
-def allocation(spec: StudySpec, profile: Any, ranks: int) -> Any:
-    """The profile's resources with the study's [resources], sized for ``ranks`` ranks."""
-    given = dict(spec.resources)
-    resources = profile.resources.updated({**given, "job_name": spec.name})
-    if spec.threads > 1:
-        resources = resources.updated(cpus_per_task=spec.threads,
-                                      environment={**dict(resources.environment),
-                                                   "OMP_NUM_THREADS": str(spec.threads)})
-    if resources.ntasks >= ranks:
-        return resources
-    if "nodes" in given and "ntasks_per_node" in given:
-        raise UserError(f"{spec.source}: [resources] nodes = {resources.nodes} x "
-                        f"ntasks_per_node = {resources.ntasks_per_node} gives "
-                        f"{resources.ntasks} ranks, fewer than the study's largest point "
-                        f"({ranks}); raise them or drop nodes to have it computed")
-    if "ntasks_per_node" in given:
-        return resources.updated(nodes=math.ceil(ranks / resources.ntasks_per_node))
-    return resources.updated(nodes=1, ntasks_per_node=ranks)
-
-
-def exact_allocation(spec: StudySpec, profile: Any, ranks: int) -> Any:
-    """Resources with exactly ``ranks`` tasks (submitit makes every task a rank): one node
-    unless [resources] ntasks_per_node says fewer fit, else the fewest nodes that share
-    them evenly."""
-    resources = allocation(spec, profile, 1)
-    per_node = spec.resources.get("ntasks_per_node", ranks)
-    nodes = math.ceil(ranks / max(per_node, 1))
-    while ranks % nodes:
-        nodes += 1
-    return resources.updated(nodes=nodes, ntasks_per_node=ranks // nodes)
-
-
-def point_resources(spec: StudySpec, launcher: Any, profile: Any,
-                    points: list[Point]) -> list[Any]:
-    """One Resources per point: the largest point's for a launcher whose runs share one
-    allocation (a Slurm array), else exactly each point's."""
-    if launcher.name == "slurm":
-        shared = allocation(spec, profile, max(p.ranks for p in points))
-        return [shared] * len(points)
-    return [exact_allocation(spec, profile, p.ranks) for p in points]
 
 
 def _study_options(spec: StudySpec, launcher: Any, out: Path) -> Any:
