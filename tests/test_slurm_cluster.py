@@ -87,7 +87,7 @@ def slurm_ids(out: Path) -> list[dict]:
     return [run["provenance"]["slurm"] for run in read_runs(out)]
 
 
-# -- the two engines ---------------------------------------------------------------------
+# -- the two launchers ---------------------------------------------------------------------
 def test_sbatch_two_ranks_end_with_a_valid_record(cluster, tmp_path):
     out, jobs = tmp_path / "r.h5", tmp_path / "jobs"
     proc = submit(jobs, "heat2d", "--size", "48", "--steps", "20", "--nodes", "1",
@@ -119,10 +119,10 @@ def test_submitit_two_ranks_end_with_a_valid_record(cluster, tmp_path):
     out, jobs = tmp_path / "r.h5", tmp_path / "jobs"
     proc = submit(jobs, "heat2d", "--size", "48", "--steps", "20", "--nodes", "1",
                   "--ntasks-per-node", "2", "--time", "00:05:00", "--wait", "--out", str(out),
-                  "--engine", "submitit")
+                  "--launcher", "submitit")
     assert_ok(proc)
     job_id = proc.stdout.split("submitted job ")[1].split()[0]
-    assert "'ranks': 2" in proc.stderr and f"'slurm_job_id': '{job_id}'" in proc.stderr
+    assert "submitit run: exit code 0 on 2 ranks" in proc.stdout
     (run,) = read_runs(out)
     assert run["ranks"] == 2 and run["verified"]
     assert run["provenance"]["slurm"]["SLURM_JOB_ID"] == job_id
@@ -394,9 +394,9 @@ def _provenance_runs(jobs: Path, job_id: str) -> list[dict[str, str]]:
 
 # -- faults ------------------------------------------------------------------------------
 def test_refused_job_shows_sbatch_error(cluster, tmp_path):
-    for engine in ("sbatch", "submitit"):
+    for launcher in ("slurm", "submitit"):
         proc = submit(tmp_path / "jobs", *PI, "--partition", "nosuchpartition", "--out",
-                      str(tmp_path / "r.h5"), "--engine", engine)
+                      str(tmp_path / "r.h5"), "--launcher", launcher)
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "hpc: error: sbatch refused the job" in proc.stderr
         assert "invalid partition" in proc.stderr.lower()
