@@ -42,10 +42,14 @@ class JobOptions:
     after_all: Run | None = None         # a run to start once all the others have ended
 
     def given(self) -> list[str]:
-        names = {"dependency": "--dependency", "hold": "--hold",
+        """The names of the options set."""
+        return [name for name in _OPTION_WORDS if getattr(self, name)]
+
+
+# How each option is spelled where a user gives it, for messages.
+_OPTION_WORDS = {"dependency": "--dependency", "hold": "--hold",
                  "checkpoint_signal": "--checkpoint", "throttle": "array_throttle",
-                 "after_all": "a report job"}
-        return [flag for name, flag in names.items() if getattr(self, name)]
+                 "after_all": "a job after the others"}
 
 
 NO_OPTIONS = JobOptions()
@@ -67,7 +71,7 @@ class Launcher(ABC):
     """Starts runs and waits for them. Subclasses set ``name`` and ``supports``."""
 
     name: ClassVar[str]
-    supports: ClassVar[frozenset[str]] = frozenset()  # JobOptions.given() it honours
+    supports: ClassVar[frozenset[str]] = frozenset()  # JobOptions fields it honours
     sequential: ClassVar[bool] = False  # runs one at a time, to the end, inside start()
 
     def __init__(self, profile: Any = None, jobs_dir: Path | None = None) -> None:
@@ -75,7 +79,7 @@ class Launcher(ABC):
         self.jobs_dir = jobs_dir
 
     def check_options(self, options: JobOptions) -> None:
-        refused = [flag for flag in options.given() if flag not in self.supports]
+        refused = [_OPTION_WORDS[n] for n in options.given() if n not in self.supports]
         if refused:
             raise UserError(f"the {self.name} launcher does not take "
                             f"{', '.join(refused)}; the slurm launcher does")

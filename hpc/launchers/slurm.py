@@ -23,8 +23,8 @@ from hpc.runs import Run
 @register
 class SlurmLauncher(Launcher):
     name = "slurm"
-    supports = frozenset({"--dependency", "--hold", "--checkpoint", "array_throttle",
-                          "a report job"})
+    supports = frozenset({"dependency", "hold", "checkpoint_signal", "throttle",
+                          "after_all"})
 
     def _profile(self) -> Any:
         if self.profile is None:

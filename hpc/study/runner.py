@@ -52,7 +52,7 @@ def point_run(spec: StudySpec, point: Point, out: Path) -> Run:
 def _study_options(spec: StudySpec, launcher: Any, out: Path) -> Any:
     from hpc.launchers import NO_OPTIONS, JobOptions
 
-    if "a report job" not in launcher.supports:
+    if "after_all" not in launcher.supports:
         return NO_OPTIONS
     analyse = ("--include-oversubscribed",) if spec.include_oversubscribed else ()
     report = Run(f"{spec.name}-report", 1, driver=("study", "report", str(out), *analyse),
@@ -116,7 +116,7 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
     profile = load_study_profile(spec)
     launcher = launcher_class(profile, jobs_dir)
     resources = point_resources(spec, launcher, profile, todo)
-    if "a report job" in launcher.supports:
+    if "after_all" in launcher.supports:
         launched = launcher.start(runs, resources, _study_options(spec, launcher, out))
         *points_jobs, report = launched
         ids = sorted({j.extra.get("array_id", j.job_id) for j in points_jobs})
