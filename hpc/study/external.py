@@ -91,6 +91,22 @@ def program_word(command: CommandSpec) -> str:
     return argv[argv.index(MPIRUN) + 1] if MPIRUN in argv[:-1] else argv[0]
 
 
+def program_path(command: CommandSpec, search: str | None = None) -> str | None:
+    """The program's file, resolved (None when it cannot be found)."""
+    word = program_word(command)
+    path = shutil.which(word, path=search) if "/" not in word else word
+    return str(Path(path).resolve()) if path and Path(path).is_file() else None
+
+
+def mpi_warning_before(spec: StudySpec, starter_options: list[str]) -> str | None:
+    """warn_mpi_mismatch for the launcher's starter, before anything is submitted."""
+    path = program_path(spec.command)
+    if path is None:
+        return None
+    opts = dict(zip(starter_options[::2], starter_options[1::2], strict=False))
+    return warn_mpi_mismatch(linked_mpi(path), opts["--starter"], opts.get("--mpi"))
+
+
 def _lookup(data: Any, dotted: str) -> Any:
     for key in dotted.split("."):
         if not isinstance(data, dict) or key not in data:
@@ -188,10 +204,9 @@ def application_provenance(spec: StudySpec, argv: list[str], env: dict[str, str]
     command = spec.command
     info: dict[str, Any] = {"command_template": shlex.join(command.argv),
                             "command": shlex.join(argv)}
-    word = program_word(command)
-    path = shutil.which(word, path=env.get("PATH")) if "/" not in word else word
-    if path and Path(path).is_file():
-        info["executable"] = str(Path(path).resolve())
+    path = program_path(command, env.get("PATH"))
+    if path:
+        info["executable"] = path
         info["executable_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         mpi = linked_mpi(info["executable"])
         if mpi:
@@ -323,7 +338,9 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
         if not first_argv:
             first_argv = argv
             app = application_provenance(spec, argv, env, folder, values)
-            warning = warn_mpi_mismatch(app.get("linked_mpi"), starter, mpi)
+            # Said again in the job's log (hpc study run said it before submitting).
+            warning = warn_mpi_mismatch(app.get("linked_mpi"), starter, mpi) \
+                if starter != "local" else None
             if warning:
                 print(f"hpc: warning: {warning}", file=sys.stderr, flush=True)
         remaining = deadline - time.monotonic()

@@ -111,6 +111,8 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
         print(f"every point of {spec.name} is already in {out}", file=sys.stderr)
         return 0
     runs = [point_run(spec, p, out) for p in todo]
+    if spec.command is not None:
+        _warn_mpi(spec, launcher_class, todo)
     if launcher_class.sequential:
         return 1 if run_one_by_one(spec, todo, runs) else 0
     profile = load_study_profile(spec)
@@ -163,6 +165,22 @@ def _wait_all(launcher: Any, launched: list[Any], timeout: float | None, out: Pa
     if out.with_suffix(".html").exists():
         print(f"report: {out.with_suffix('.html')}")
     return max((i.exit_code for i in launched), key=lambda c: (c != 0, c == 1, c))
+
+
+def _warn_mpi(spec: StudySpec, launcher_class: Any, points: list[Point]) -> None:
+    """Before anything runs: does the program link the MPI that will start its ranks?"""
+    from hpc.study.external import mpi_warning_before
+
+    if launcher_class.sequential:
+        options = launcher_class().starter_options(None)
+    else:
+        profile = load_study_profile(spec)
+        launcher = launcher_class(profile, None)
+        options = launcher.starter_options(point_resources(spec, launcher, profile,
+                                                           points)[0])
+    warning = mpi_warning_before(spec, options)
+    if warning:
+        print(f"hpc: warning: {warning}", file=sys.stderr, flush=True)
 
 
 def run_one_by_one(spec: StudySpec, points: list[Point], runs: list[Run]) -> list[str]:
