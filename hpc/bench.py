@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from hpc.errors import UserError
 from hpc.show import format_table
 
 C_SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "c" / "reference.c"
@@ -152,27 +153,46 @@ def ratios_to_c(report: dict[str, Any]) -> dict[str, float]:
             and f["size"] == c[f["workload"]]["size"]}
 
 
-def cmd_bench(as_json: bool = False, quick: bool = False, c_reference: bool = True) -> int:
+def cmd_bench(as_json: bool = False, quick: bool = False, c_reference: bool = True,
+              sections: str = "all", nranks: int = 2) -> int:
+    """``sections``: "all", "kernels" (--no-mpi) or "mpi" (--mpi)."""
+    from hpc.bench_mpi import format_mpi_section, mpi_section
+
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    report = run_bench(quick, c_reference, progress)
-    report["cython_over_c"] = ratios_to_c(report)
+    if sections != "kernels" and nranks < 2:
+        raise UserError(f"the MPI section of hpc bench needs --np 2 or more, got {nranks}")
+    report: dict[str, Any] = {}
+    if sections != "mpi":
+        report = run_bench(quick, c_reference, progress)
+        report["cython_over_c"] = ratios_to_c(report)
+    if sections != "kernels":
+        report["mpi"] = mpi_section(nranks, quick, "cython", progress)
     if as_json:
         print(json.dumps(report, indent=2))
         return 0
+    if sections != "mpi":
+        print(format_kernel_sections(report))
+    if sections != "kernels":
+        print(f"\n{format_mpi_section(report['mpi'])}")
+    return 0
+
+
+def format_kernel_sections(report: dict[str, Any]) -> str:
     ratios = report["cython_over_c"]
     rows = [(f["workload"], f["backend"], str(f["size"]), f"{f['value']:.1f}", f["unit"],
              f"{ratios[f['workload']]:.0%}" if f["backend"] == "cython"
              and f["workload"] in ratios else "")
             for f in report["kernels"] + report["c_reference"]]
-    print(format_table(rows, ("workload", "backend", "size", "value", "unit", "vs C")))
+    lines = [format_table(rows, ("workload", "backend", "size", "value", "unit", "vs C"))]
     bw = report["memory_bandwidth_GBps"]
-    print(f"\nmemory bandwidth (triad, one core): {bw:.1f} GB/s"
-          f" -> heat2d ceiling about {bw * 1e3 / 16:.0f} MLUP/s at 16 bytes per site update")
+    lines.append(f"\nmemory bandwidth (triad, one core): {bw:.1f} GB/s"
+                 f" -> heat2d ceiling about {bw * 1e3 / 16:.0f} MLUP/s at 16 bytes per site "
+                 "update")
     if report["c_reference_note"]:
-        print(f"C reference: {report['c_reference_note']}")
+        lines.append(f"C reference: {report['c_reference_note']}")
     from hpc.bench_cuda import format_cuda_section
 
-    print(f"\n{format_cuda_section(report['cuda'])}")
-    return 0
+    lines.append(f"\n{format_cuda_section(report['cuda'])}")
+    return "\n".join(lines)
