@@ -206,6 +206,7 @@ def _repeats(spec: RunSpec, workload: Any, progress: ckpt.Progress, saved: Any,
 
 
 def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> int:
+    prefetched = provenance.Prefetch() if comm.rank == 0 else None
     cls = workload_class(spec.workload, spec.backend)
     kernels, gpu = load_kernels(spec.backend), None
     if spec.backend == "cuda":
@@ -238,7 +239,7 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> 
 
     gathered = comm.gather(local, root=0)
     result = workload.collect()
-    prov = provenance.collect(comm)
+    prov = provenance.collect(comm, prefetched)
     if gpu is not None:
         prov["cuda"] = gpu.provenance(comm)  # collective; devices, driver, CUDA versions
     code = 0

@@ -48,7 +48,8 @@ def test_record_fields_with_plain_h5py(heat_record):
         a = run.attrs
         assert (a["workload"], a["backend"], a["ranks"], a["nodes"]) == ("heat2d", "cython", 2, 1)
         assert a["size"] == 48 and a["size_parameter"] == "n"
-        assert json.loads(a["parameters"]) == {"n": 48, "steps": 30, "residual_every": 10}
+        assert json.loads(a["parameters"]) == {"n": 48, "steps": 30, "residual_every": 10,
+                                               "overlap": 1}
         assert a["status"] == "ok" and a["verified"]
         assert "serial numpy reference" in a["verification_method"]
         assert a["start_utc"] < a["end_utc"] and a["start_utc"].endswith("+00:00")
