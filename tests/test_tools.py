@@ -40,6 +40,15 @@ def test_bench_quick_json():
         assert k["value"] > 0 and k["unit"] and k["size"] > 0
     assert {c["workload"] for c in report["c_reference"]} == {"heat2d", "nbody"}
     assert set(report["cython_over_c"]) == {"heat2d", "nbody"}
+    assert "-fno-math-errno" in report["c_reference_flags"]
+    limits = report["limits"]
+    assert limits["fp64_peak_GFLOPs"] > 0 and limits["nbody_Minteractions"] > 0
+    assert limits["heat2d_MLUPs"] == limits["memory_bandwidth_GBps"] * 1e3 / 24
+    fractions = {(f["workload"], f["backend"]): f["fraction"]
+                 for f in report["fraction_of_limit"]}
+    assert set(fractions) == {(w, b) for w in ("heat2d", "nbody")
+                              for b in ("cython", "numpy", "c")}
+    assert all(f > 0 for f in fractions.values())
     mpi = report["mpi"]  # the MPI section, on 2 ranks
     assert mpi["ranks"] == 2 and mpi["mpi_library"]
     assert [p["bytes"] for p in mpi["pingpong"]] == [8, 64, 512, 4096, 32768, 262144]
