@@ -119,7 +119,7 @@ def heat2d_halo(comm: Any, n: int, steps: int, samples: int, backend: str) -> di
             comm.Barrier()
             for step in range(steps):
                 before = timer.seconds[communication]
-                workload.advance(timer)
+                workload.advance(step + 1, timer)
                 mine_per_step[step] = timer.seconds[communication] - before
             per_rank = np.array(comm.allgather(mine_per_step))  # [rank, step]
             busy = comm.allreduce(timer.seconds.sum() - mine_per_step.sum()) / comm.size / steps

@@ -20,7 +20,7 @@ import numpy as np
 from hpc.errors import UserError
 from hpc.lazympi import MPI
 from hpc.timing import PhaseTimer
-from hpc.workloads.base import Block, Param, Verification, Workload
+from hpc.workloads.base import Block, Param, SteppedWorkload, Verification
 from hpc.workloads.decomp import balanced_dims, block_range
 
 # Above this many site updates the serial reference would cost more than the run itself;
@@ -86,7 +86,7 @@ def serial_reference(n: int, steps: int, kernels: Any) -> np.ndarray:
     return u[1:-1, 1:-1].copy()
 
 
-class Heat2D(Workload):
+class Heat2D(SteppedWorkload):
     name = "heat2d"
     summary = "2-D Jacobi heat stencil, Cartesian process grid, halo exchange"
     params = (
@@ -132,14 +132,15 @@ class Heat2D(Workload):
         self.column = MPI.DOUBLE.Create_vector(self.nx, 1, self.ny + 2).Commit()
         inside, self.rim = split_block(self.nx, self.ny)
         self.bands = bands(inside, HALO_BANDS)
-        self._requests: dict[int, list[Any]] = {}
+        self._requests: dict[int, tuple[np.ndarray, list[Any]]] = {}
 
     def reset(self) -> None:
         self._free_requests()
         self.u = self.u0.copy()
         self.v = self.u0.copy()  # halo of v must hold the fixed boundary too
         # Made here, untimed: u and v alternate, so each has its own set.
-        self._requests = {id(a): self._halo_requests(a) for a in (self.u, self.v)}
+        for a in (self.u, self.v):
+            self._requests_for(a)
         self.residuals: list[float] = []
         self.step = 0  # steps done
 
@@ -156,7 +157,11 @@ class Heat2D(Workload):
         self.reset()
         self.step = int(saved.scalar("step"))
         self.residuals = [float(r) for r in saved.array("residuals")]
-        self.u[1:-1, 1:-1] = saved.block("field", (slice(*self.rows), slice(*self.cols)))
+        # A new host array, not reset()'s: a backend whose reset() works elsewhere (CUDA)
+        # takes its state from self.u after this.
+        u = self.u0.copy()
+        u[1:-1, 1:-1] = saved.block("field", (slice(*self.rows), slice(*self.cols)))
+        self.u = u
 
     def _exchange_halo(self, u: np.ndarray) -> None:
         flat = u.reshape(-1)
@@ -191,8 +196,16 @@ class Heat2D(Workload):
             cart.Send_init([flat[w + 1:], 1, col], dest=self.left, tag=left),
         ]
 
+    def _requests_for(self, u: np.ndarray) -> list[Any]:
+        """The persistent requests of buffer ``u``, made on first use: reset() makes both
+        buffers', load_state() brings a new one. The buffer is kept with its requests, so
+        its id cannot be reused by another array while they exist."""
+        if id(u) not in self._requests:
+            self._requests[id(u)] = (u, self._halo_requests(u))
+        return self._requests[id(u)][1]
+
     def _free_requests(self) -> None:
-        for reqs in self._requests.values():
+        for _, reqs in self._requests.values():
             for req in reqs:
                 req.Free()
         self._requests = {}
@@ -201,7 +214,7 @@ class Heat2D(Workload):
         """One step with the halo exchange hidden behind the update of the block's inside,
         which needs no halo; the rim follows once the halos are in. Same bits as
         exchanging first: every point gets the same arithmetic, only in another order."""
-        reqs = self._requests[id(u)]
+        reqs = self._requests_for(u)
         with timer.phase("communication"):
             MPI.Prequest.Startall(reqs)
         # MPI moves a large (rendezvous) message only inside MPI calls, so the inside is
@@ -235,22 +248,14 @@ class Heat2D(Workload):
             with timer.phase("compute"):
                 self.kernels.heat2d_step(u, v)
 
-    def advance(self, timer: PhaseTimer) -> None:
-        """One Jacobi step of the whole field (collective)."""
-        step, u, v = self.step + 1, self.u, self.v
+    def advance(self, step: int, timer: PhaseTimer) -> None:
+        u, v = self.u, self.v
         residual = step % self.params["residual_every"] == 0
         if self.params["overlap"] == 1 and not residual:
             self._overlapped_step(u, v, timer)
         else:
             self._exchanged_step(u, v, residual, timer)
-        self.u, self.v, self.step = v, u, step
-
-    def execute(self, timer: PhaseTimer) -> None:
-        steps = self.params["steps"]
-        while self.step < steps:
-            self.advance(timer)
-            if self.step < steps and self.stop_agreed(self.step, timer):
-                return
+        self.u, self.v = v, u
 
     def collect(self) -> dict[str, Any] | None:
         interior = self.u[1:-1, 1:-1]
