@@ -142,6 +142,7 @@ def test_cython_equals_numpy(tmp_path, workload, args, key):
     np.testing.assert_allclose(results[1], results[0], rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.alone  # a share of wall time: another test beside it would skew it
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_amdahl_measured_serial_share_matches_declared(tmp_path, ranks):
     run = run_into(tmp_path / "a.h5", "amdahl", ranks, "--work", "300",
