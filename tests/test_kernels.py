@@ -131,8 +131,9 @@ def test_heat2d_cython_equals_numpy_bitwise(nb, cb, rng):
     assert res_cy == pytest.approx(res_np, rel=1e-12)
 
 
+@pytest.mark.parametrize("sides", range(16))  # which of the four halos a neighbour sends
 @pytest.mark.parametrize("nx,ny", [(NX, NY), (1, 1), (1, 5), (2, 2), (3, 1), (4, 3)])
-def test_heat2d_inside_then_rim_is_bitwise_one_sweep(backend, rng, nx, ny):
+def test_heat2d_inside_then_rim_is_bitwise_one_sweep(backend, rng, nx, ny, sides):
     """The overlapped heat2d step's split (hpc.workloads.heat2d.split_block and bands)
     covers every point once and gives the bits of one whole sweep."""
     from hpc.workloads.heat2d import bands, split_block
@@ -142,7 +143,7 @@ def test_heat2d_inside_then_rim_is_bitwise_one_sweep(backend, rng, nx, ny):
     parts[0, :] = parts[-1, :] = parts[:, 0] = parts[:, -1] = 0.0  # the untouched halo
     whole[...] = parts
     backend.heat2d_step(u, whole)
-    inside, rim = split_block(nx, ny)
+    inside, rim = split_block(nx, ny, *(bool(sides >> k & 1) for k in range(4)))
     for box in [*bands(inside, 4), *rim]:
         assert np.all(np.isnan(parts[box[0]:box[1], box[2]:box[3]])), "a point updated twice"
         backend.heat2d_step_box(u, parts, *box)

@@ -53,17 +53,24 @@ def initial_field(n: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.nd
 Box = tuple[int, int, int, int]  # rows i0..i1-1, columns j0..j1-1 of a haloed block
 
 
-def split_block(nx: int, ny: int) -> tuple[Box, list[Box]]:
-    """The inside of an nx x ny block (no point next to the halo) and the rim around it,
-    in halo-inclusive indices; together they cover the block exactly once."""
-    inside = (2, nx, 2, ny)
-    rim = [(1, 2, 1, ny + 1)]  # first row
-    if nx >= 2:
-        rim.append((nx, nx + 1, 1, ny + 1))  # last row
-    if nx >= 3:
-        rim.append((2, nx, 1, 2))  # first column between them
-        if ny >= 2:
-            rim.append((2, nx, ny, ny + 1))  # last column between them
+def split_block(nx: int, ny: int, top: bool = True, bottom: bool = True, left: bool = True,
+                right: bool = True) -> tuple[Box, list[Box]]:
+    """The inside of an nx x ny block and the rim around it, in halo-inclusive indices;
+    together they cover the block exactly once. The rim is the rows and columns next to a
+    halo that a neighbour sends (``top`` ... ``right``); next to the fixed boundary no
+    halo is awaited, so those points belong to the inside."""
+    r0, r1 = 1 + top, nx + 1 - bottom  # rows between the rim rows
+    inside = (r0, r1, 1 + left, ny + 1 - right)
+    rim = []
+    if top:
+        rim.append((1, 2, 1, ny + 1))  # first row
+    if bottom and nx >= 1 + top:
+        rim.append((nx, nx + 1, 1, ny + 1))  # last row (unless it is the first, taken)
+    if r0 < r1:
+        if left:
+            rim.append((r0, r1, 1, 2))  # first column between the rim rows
+        if right and ny >= 1 + left:
+            rim.append((r0, r1, ny, ny + 1))  # last column (unless it is the first)
     return inside, rim
 
 
@@ -130,7 +137,9 @@ class Heat2D(SteppedWorkload):
         self.left, self.right = self.cart.Shift(1, 1)
         # One column of the interior: nx doubles, a stride of one row apart.
         self.column = MPI.DOUBLE.Create_vector(self.nx, 1, self.ny + 2).Commit()
-        inside, self.rim = split_block(self.nx, self.ny)
+        null = MPI.PROC_NULL
+        inside, self.rim = split_block(self.nx, self.ny, self.up != null, self.down != null,
+                                       self.left != null, self.right != null)
         self.bands = bands(inside, HALO_BANDS)
         self._requests: dict[int, tuple[np.ndarray, list[Any]]] = {}
 
