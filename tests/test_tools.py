@@ -56,7 +56,7 @@ def test_bench_quick_json():
     assert mpi["allreduce_8B_us"] > 0
     halo = mpi["heat2d_halo"]
     assert (halo["n"], halo["process_grid"], halo["message_bytes"]) == (1024, [2, 1], [8192])
-    assert halo["pingpong_of_messages_us"] > 0
+    assert halo["pingpong_of_messages_us"] > 0 and halo["cold_copy_of_messages_us"] > 0
     for label in ("blocking", "overlapped"):
         assert halo[label]["communication_us_per_step"] > 0
         assert halo[label]["compute_us_per_step"] > 0
