@@ -129,8 +129,8 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
                                "HDF5, Slurm)")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(handler=_cmd_info)
-    bench = commands.add_parser("bench", help="single-rank kernel throughput beside memory "
-                                "bandwidth and plain C")
+    bench = commands.add_parser("bench", help="kernel throughput as a fraction of this "
+                                "machine's limits, plain C, and MPI's communication limits")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     bench.add_argument("--no-c", dest="c_reference", action="store_false",
