@@ -101,8 +101,8 @@ class Heat2D(SteppedWorkload):
         Param("steps", int, 200, "Jacobi steps", minimum=1),
         Param("residual_every", int, 10, "steps between global residual reductions",
               minimum=1),
-        Param("overlap", int, 1, "1: update the interior while the halos travel; 0: "
-              "exchange with blocking Sendrecv first (the reference `hpc bench --mpi` "
+        Param("overlap", int, 1, "CPU backends: 1 updates the interior while the halos "
+              "travel, 0 exchanges with blocking Sendrecv first (what `hpc bench --mpi` "
               "compares with); the field is bitwise the same", minimum=0, maximum=1),
     )
     size_param = "n"
