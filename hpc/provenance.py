@@ -136,8 +136,11 @@ class Prefetch:
         self._info = _process_info()
 
     def result(self) -> dict[str, Any]:
+        """The information (waits for the thread; at once when it has finished)."""
         self._thread.join()
-        return self._info or _process_info()  # empty only if the thread failed: try again
+        if not self._info:  # the thread failed: try here, so that its error is raised here
+            self._info = _process_info()
+        return self._info
 
 
 def collect_local(command_line: str) -> dict[str, Any]:
