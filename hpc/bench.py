@@ -200,6 +200,8 @@ def cmd_bench(as_json: bool = False, quick: bool = False, c_reference: bool = Tr
         report["cython_over_c"] = ratios_to_c(report)
     if sections != "kernels":
         report["mpi"] = mpi_section(nranks, quick, _fastest_cpu_backend(), progress)
+        if sections == "mpi" and "note" in report["mpi"]:
+            raise UserError(f"hpc bench --mpi: {report['mpi']['note']}")  # nothing measured
     if as_json:
         print(json.dumps(report, indent=2))
         return 0

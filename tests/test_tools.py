@@ -74,5 +74,8 @@ def test_bench_mpi_text_and_refusals():
     proc = run_hpc("bench", "--mpi", "--np", "1")
     assert proc.returncode == 2 and "needs --np 2 or more" in proc.stderr
     assert "Traceback" not in proc.stderr
+    proc = run_hpc("bench", "--mpi", env={"HPC_MPIEXEC": "/nonexistent/mpiexec"})
+    assert proc.returncode == 2 and "no MPI section" in proc.stderr
+    assert "Traceback" not in proc.stderr
     proc = run_hpc("bench", "--mpi", "--no-mpi")
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
