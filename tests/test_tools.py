@@ -62,6 +62,7 @@ def test_bench_quick_json():
         assert halo[label]["compute_us_per_step"] > 0
         assert halo[label]["ratio_to_pingpong"] > 0
     assert halo["overlapped"]["hidden_fraction"] < 1
+    assert halo["overlapped"]["hidden_fraction_mean_over_ranks"] < 1
 
 
 def test_bench_mpi_text_and_refusals():
