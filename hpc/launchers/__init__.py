@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hpc.errors import UserError
+from hpc.launchers._starters import STARTERS, mpirun_words
 from hpc.runs import Run
 
-__all__ = ["NO_OPTIONS", "JobOptions", "Launched", "Launcher", "Run", "get_launcher",
-           "launcher_names", "register"]
+__all__ = ["NO_OPTIONS", "STARTERS", "JobOptions", "Launched", "Launcher", "Run",
+           "get_launcher", "launcher_names", "mpirun_words", "register"]
 
 _REGISTRY: dict[str, type[Launcher]] = {}
 

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 from hpc.errors import UserError
-from hpc.launchers import launcher_names
-from hpc.launchers._starters import STARTERS
+from hpc.launchers import STARTERS, launcher_names
 from hpc.study.spec import StudySpec, load_study, shipped_studies_folder
 
 RESULTS = Path("results")

@@ -311,7 +311,7 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
     A point whose checks fail is recorded with status ``verification_failed`` and the
     values named, and PointFailed says why.
     """
-    from hpc.launchers._starters import mpirun_words
+    from hpc.launchers import mpirun_words
 
     command = spec.command
     nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", "1")) if starter != "local" else 1

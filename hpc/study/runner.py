@@ -63,8 +63,7 @@ def _study_options(spec: StudySpec, launcher: Any, out: Path) -> Any:
 def describe_study(spec: StudySpec, points: list[Point], out: Path) -> str:
     """--dry-run: each point's exact program line (a [command] study's, with {mpirun}
     filled in as the launcher will), then what the launcher would submit or run."""
-    from hpc.launchers import get_launcher
-    from hpc.launchers._starters import mpirun_words
+    from hpc.launchers import get_launcher, mpirun_words
 
     out = out.resolve()
     profile = load_study_profile(spec)
