@@ -233,7 +233,7 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
 
 
 def test_srun_plugin_that_the_programs_mpi_does_not_speak_is_warned_about():
-    from hpc.study.external import warn_mpi_mismatch
+    from hpc.study.application import warn_mpi_mismatch
 
     mpich = "libmpi.so.12 => /venv/lib/libmpi.so.12"
     openmpi = "libmpi.so.40 => /lib/x86_64-linux-gnu/libmpi.so.40"

@@ -17,7 +17,6 @@ and [check] agree values must agree with the points already recorded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -37,6 +36,7 @@ from hpc import machine, provenance
 from hpc.errors import FAILED, NOT_VERIFIED
 from hpc.records import RunRecord, append_run, read_runs
 from hpc.runner import utc_now
+from hpc.study.application import application_provenance, warn_mpi_mismatch
 from hpc.study.formula import check_formula, evaluate
 from hpc.study.plan import Point
 from hpc.study.spec import MPIRUN, CommandSpec, StudySpec
@@ -44,7 +44,6 @@ from hpc.study.store import COMMAND_WORKLOAD
 
 OUTPUT_TAIL = 2000       # characters of a failed command's output shown to the user
 OUTPUT_KEPT = 16384      # characters of each repeat's output kept in the record
-VERSION_TIMEOUT = 30
 
 
 class PointFailed(Exception):
@@ -83,28 +82,6 @@ def fill(words: tuple[str, ...], values: dict[str, int], mpirun: list[str]) -> l
 def command_argv(spec: StudySpec, point: Point, repeat: int, mpirun: list[str],
                  nodes: int = 1) -> list[str]:
     return fill(spec.command.argv, point_values(spec, point, repeat, nodes), mpirun)
-
-
-def program_word(command: CommandSpec) -> str:
-    """The program the command runs: the word after {mpirun}, else the first."""
-    argv = command.argv
-    return argv[argv.index(MPIRUN) + 1] if MPIRUN in argv[:-1] else argv[0]
-
-
-def program_path(command: CommandSpec, search: str | None = None) -> str | None:
-    """The program's file, resolved (None when it cannot be found)."""
-    word = program_word(command)
-    path = shutil.which(word, path=search) if "/" not in word else word
-    return str(Path(path).resolve()) if path and Path(path).is_file() else None
-
-
-def mpi_warning_before(spec: StudySpec, starter_options: list[str]) -> str | None:
-    """warn_mpi_mismatch for the launcher's starter, before anything is submitted."""
-    path = program_path(spec.command)
-    if path is None:
-        return None
-    opts = dict(zip(starter_options[::2], starter_options[1::2], strict=False))
-    return warn_mpi_mismatch(linked_mpi(path), opts["--starter"], opts.get("--mpi"))
 
 
 def _lookup(data: Any, dotted: str) -> Any:
@@ -198,81 +175,6 @@ def _run_once(argv: list[str], folder: Path, env: dict[str, str],
     return out, wall
 
 
-def application_provenance(spec: StudySpec, argv: list[str], env: dict[str, str],
-                           folder: Path, values: dict[str, int]) -> dict[str, Any]:
-    """The program's command, path, checksum, the MPI it links and its version."""
-    command = spec.command
-    info: dict[str, Any] = {"command_template": shlex.join(command.argv),
-                            "command": shlex.join(argv)}
-    path = program_path(command, env.get("PATH"))
-    if path:
-        info["executable"] = path
-        info["executable_sha256"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        mpi = linked_mpi(info["executable"])
-        if mpi:
-            info["linked_mpi"] = mpi
-    if command.version:
-        try:
-            proc = subprocess.run(fill(command.version, values, []), cwd=folder, env=env,
-                                  capture_output=True, text=True, errors="replace",
-                                  timeout=VERSION_TIMEOUT, check=False)
-            info["version"] = (proc.stdout + proc.stderr).strip()[:OUTPUT_KEPT]
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            info["version"] = f"(the version command failed: {exc})"
-    return info
-
-
-def linked_mpi(executable: str) -> str | None:
-    """The MPI library an executable links, as ldd reports it (None if ldd cannot tell)."""
-    if shutil.which("ldd") is None:
-        return None
-    try:
-        proc = subprocess.run(["ldd", executable], capture_output=True, text=True,
-                              timeout=VERSION_TIMEOUT, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = [line.strip() for line in proc.stdout.splitlines()
-             if re.match(r"\s*lib(mpi|mpich|mpi_mpifh|mpicxx)[._]", line)]
-    return "; ".join(lines) or None
-
-
-def mpi_family(text: str) -> str | None:
-    """'openmpi' or 'mpich' from a library path or an mpiexec's flavour."""
-    lowered = text.lower()
-    if "openmpi" in lowered or "libmpi.so.40" in lowered or "open mpi" in lowered:
-        return "openmpi"
-    if "mpich" in lowered or "libmpi.so.12" in lowered or "hydra" in lowered:
-        return "mpich"
-    return None
-
-
-# The srun --mpi plugin each MPI family speaks (Debian's Open MPI has no PMI-2; PyPI's
-# MPICH no PMIx).
-_SRUN_PLUGIN = {"openmpi": "pmix", "mpich": "pmi2"}
-
-
-def warn_mpi_mismatch(linked: str | None, starter: str, mpi: str | None = None) -> str | None:
-    """A warning when the program links another MPI than the one that starts its ranks:
-    the ranks then do not see each other and run as separate one-rank copies."""
-    if linked is None or starter == "mpirun":
-        return None
-    if starter == "srun":
-        program = mpi_family(linked)
-        wanted = _SRUN_PLUGIN.get(program or "")
-        if wanted and mpi and not mpi.startswith(wanted):
-            return (f"the program links {program} ({linked}), which speaks "
-                    f"--mpi={wanted}, but srun is given --mpi={mpi}")
-        return None
-    from hpc.mpi_env import find_mpiexec, mpiexec_flavor
-
-    mpiexec = find_mpiexec()
-    program, launcher = mpi_family(linked), mpiexec_flavor(mpiexec)
-    if program and launcher in ("openmpi", "mpich") and program != launcher:
-        return (f"the program links {program} ({linked}) but {mpiexec} is {launcher}: its "
-                f"ranks will not see each other; set HPC_MPIEXEC to the {program} mpiexec")
-    return None
-
-
 def _check_matches(spec: StudySpec, stdout: str, values: dict[str, int]) -> list[str]:
     failed = []
     for pattern in spec.checks.get("match", []):
@@ -337,7 +239,8 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
         _prepare_folder(folder, command)
         if not first_argv:
             first_argv = argv
-            app = application_provenance(spec, argv, env, folder, values)
+            app = application_provenance(command, argv, env, folder,
+                                         fill(command.version, values, []))
             # Said again in the job's log (hpc study run said it before submitting).
             warning = warn_mpi_mismatch(app.get("linked_mpi"), starter, mpi) \
                 if starter != "local" else None

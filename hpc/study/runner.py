@@ -168,7 +168,7 @@ def _wait_all(launcher: Any, launched: list[Any], timeout: float | None, out: Pa
 
 def _warn_mpi(spec: StudySpec, launcher_class: Any, points: list[Point]) -> None:
     """Before anything runs: does the program link the MPI that will start its ranks?"""
-    from hpc.study.external import mpi_warning_before
+    from hpc.study.application import mpi_warning_before
 
     if launcher_class.sequential:
         options = launcher_class().starter_options(None)
