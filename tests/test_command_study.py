@@ -166,3 +166,18 @@ def test_dry_run_prints_each_points_command_and_the_job_script(tmp_path, launche
     for phrase in phrases:
         assert phrase in proc.stdout, (phrase, proc.stdout)
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_threads_dimension_sets_omp_threads_per_point(app, tmp_path):
+    (tmp_path / "app").symlink_to(app)
+    study = write_study(tmp_path, EXTRA="", **{
+        "ranks = [1, 2]": "ranks = [1]\nthreads = [1, 2]",
+        "match = [": "match = ['threads: {threads}\\n', "})
+    out = tmp_path / "s.h5"
+    proc = run_hpc("study", "run", str(study), "--out", str(out), "--format", "md")
+    assert_ok(proc)
+    runs = read_runs(out)
+    assert [(r["ranks"], r["parameters"]["threads"], r["status"]) for r in runs] == [
+        (1, 1, "ok"), (1, 2, "ok")]
+    assert "threads: 2\n" in runs[1]["result"]["output"][0]
+    assert "| threads per rank | 1, 2 |" in (tmp_path / "s.md").read_text()

@@ -225,8 +225,8 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path):
     proc = run_hpc("study", "run", str(path), "--dry-run", "--out", str(tmp_path / "s.h5"))
     assert proc.returncode == 0, proc.stderr
     assert "weak scaling of heat2d" in proc.stdout
-    assert [line.split()[1:3] for line in proc.stdout.splitlines()[2:5]] == [
-        ["1", "100"], ["2", "141"], ["4", "200"]]
+    assert [line.split()[1:4] for line in proc.stdout.splitlines()[2:5]] == [
+        ["1", "1", "100"], ["2", "1", "141"], ["4", "1", "200"]]
     # Then what the local launcher would run for each point, exactly.
     assert "-n 4 " in proc.stdout and "hpc run heat2d" in proc.stdout
     assert not (tmp_path / "s.h5").exists()
@@ -242,3 +242,32 @@ def test_srun_plugin_that_the_programs_mpi_does_not_speak_is_warned_about():
     assert "speaks --mpi=pmi2" in warn_mpi_mismatch(mpich, "srun", "pmix")
     assert warn_mpi_mismatch(mpich, "srun", "pmi2") is None
     assert warn_mpi_mismatch(openmpi, "srun", "pmix_v4") is None
+
+
+def test_threads_as_a_dimension_plans_ranks_times_threads():
+    spec = parse_study({"kind": "weak", "ranks": [1, 2], "threads": [1, 4], "size": 10,
+                        "command": {"run": "{mpirun} app {threads}", "work_exponent": 1}},
+                       "t")
+    assert [(p.ranks, p.threads, p.cores, p.size) for p in plan_study(spec)] == [
+        (1, 1, 1, 10), (1, 4, 4, 40), (2, 1, 2, 20), (2, 4, 8, 80)]
+    assert StudySpec.from_json(spec.to_json(), source="t") == spec
+
+
+@pytest.mark.parametrize(("data", "phrase"), [
+    ({"ranks": [1, 2], "threads": [1, 2]}, "give the same number of cores twice"),
+    ({"ranks": [1], "threads": [2]}, "needs at least two rank counts (or two thread"),
+    ({"ranks": [1, 2], "threads": [0]}, "threads must be a whole number >= 1"),
+    ({"ranks": [1, 2], "threads": [2, 2]}, "thread counts repeat"),
+])
+def test_bad_thread_counts(data, phrase):
+    with pytest.raises(UserError) as info:
+        parse_study({"kind": "strong", "size": 3, "command": {"run": "{mpirun} app"},
+                     **data}, "t")
+    assert phrase in str(info.value)
+
+
+def test_threads_as_a_dimension_is_for_commands():
+    with pytest.raises(UserError) as info:
+        parse_study({"kind": "strong", "ranks": [1, 4], "workload": "pi",
+                     "threads": [1, 2]}, "t")
+    assert "threads as a dimension is for a [command]" in str(info.value)

@@ -18,14 +18,13 @@ def load_study_profile(spec: StudySpec) -> Any:
     return load_profile(spec.profile or os.environ.get("HPC_PROFILE"))
 
 
-def allocation(spec: StudySpec, profile: Any, ranks: int) -> Any:
-    """The profile's resources with the study's [resources], sized for ``ranks`` ranks."""
+def allocation(spec: StudySpec, profile: Any, ranks: int, threads: int = 1) -> Any:
+    """The profile's resources with the study's [resources], sized for ``ranks`` ranks of
+    ``threads`` threads (cpus-per-task; the point's driver sets OMP_NUM_THREADS)."""
     given = dict(spec.resources)
     resources = profile.resources.updated({**given, "job_name": spec.name})
-    if spec.threads > 1:
-        resources = resources.updated(cpus_per_task=spec.threads,
-                                      environment={**dict(resources.environment),
-                                                   "OMP_NUM_THREADS": str(spec.threads)})
+    if threads > 1:
+        resources = resources.updated(cpus_per_task=threads)
     if resources.ntasks >= ranks:
         return resources
     if "nodes" in given and "ntasks_per_node" in given:
@@ -38,11 +37,11 @@ def allocation(spec: StudySpec, profile: Any, ranks: int) -> Any:
     return resources.updated(nodes=1, ntasks_per_node=ranks)
 
 
-def exact_allocation(spec: StudySpec, profile: Any, ranks: int) -> Any:
+def exact_allocation(spec: StudySpec, profile: Any, ranks: int, threads: int = 1) -> Any:
     """Resources with exactly ``ranks`` tasks (submitit makes every task a rank): one node
     unless [resources] ntasks_per_node says fewer fit, else the fewest nodes that share
     them evenly."""
-    resources = allocation(spec, profile, 1)
+    resources = allocation(spec, profile, 1, threads)
     per_node = spec.resources.get("ntasks_per_node", ranks)
     nodes = math.ceil(ranks / max(per_node, 1))
     while ranks % nodes:
@@ -55,6 +54,7 @@ def point_resources(spec: StudySpec, launcher: Any, profile: Any,
     """One Resources per point: the largest point's for a launcher whose runs share one
     allocation (a Slurm array), else exactly each point's."""
     if launcher.name == "slurm":
-        shared = allocation(spec, profile, max(p.ranks for p in points))
+        shared = allocation(spec, profile, max(p.ranks for p in points),
+                            max(p.threads for p in points))
         return [shared] * len(points)
-    return [exact_allocation(spec, profile, p.ranks) for p in points]
+    return [exact_allocation(spec, profile, p.ranks, p.threads) for p in points]

@@ -31,7 +31,8 @@ def scaling_points(path: Path) -> tuple[StudySpec, list[Any], list[str]]:
         run = group.latest_ok or group.runs[-1]
         times, phases = run_times(run)
         machine = run.get("machine", {})  # absent before schema 1.2
-        points.append(ScalingPoint(ranks=point.ranks, size=point.size, times=times,
+        # A study over threads too scales over cores: ranks x threads.
+        points.append(ScalingPoint(ranks=point.cores, size=point.size, times=times,
                                    phase_times=phases, ok=run["status"] == "ok",
                                    label=f"{path.name}:{run['group']}",
                                    rank_compute=rank_phase(run, "compute"),
@@ -55,6 +56,7 @@ def report_meta(spec: StudySpec, path: Path, notes: list[str]) -> dict[str, str]
         "kind": spec.kind,
         "size rule": rule,
         "ranks": ", ".join(map(str, spec.ranks)),
+        "threads per rank": ", ".join(map(str, spec.threads)) if spec.threads != (1,) else "",
         "repeats": f"{spec.repeats} timed + {spec.warmup} warm-up per point",
         "study file": str(path),
         "host": ", ".join(sorted(set(first.get("hostnames", [])))),

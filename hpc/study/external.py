@@ -61,7 +61,7 @@ class ChecksFailed(PointFailed):
 def point_values(spec: StudySpec, point: Point, repeat: int, nodes: int = 1) -> dict[str, int]:
     """Every placeholder's number for one repeat of a point, derived ones included."""
     values = {"ranks": point.ranks, "nodes": nodes,
-              "ranks_per_node": -(-point.ranks // nodes), "threads": spec.threads,
+              "ranks_per_node": -(-point.ranks // nodes), "threads": point.threads,
               "size": point.size, "repeat": repeat}
     command = spec.command
     for name, formula in command.derived:
@@ -218,7 +218,7 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
     command = spec.command
     nodes = int(os.environ.get("SLURM_JOB_NUM_NODES", "1")) if starter != "local" else 1
     nodes = max(1, min(nodes, point.ranks))
-    words, env = mpirun_words(starter, point.ranks, nodes, spec.threads, mpi, mpirun)
+    words, env = mpirun_words(starter, point.ranks, nodes, point.threads, mpi, mpirun)
     env.update(spec.env)
     run_id = uuid.uuid4().hex
     base = (out.parent / (command.workdir or f"{out.stem}.points") /
@@ -262,12 +262,12 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
     timings = np.array(seconds, dtype=float).reshape(spec.repeats, 1, 1)
     # One usage stands for all the program's ranks: their CPU time is summed in it. Only
     # mpiexec's ranks are this process's children; srun's run under slurmstepd.
-    usage = machine.summarise([probe.stop()], ranks=point.ranks) if starter == "local" \
+    usage = machine.summarise([probe.stop()], ranks=point.cores) if starter == "local" \
         else {}
     record = RunRecord(
         workload=COMMAND_WORKLOAD, backend="external", ranks=point.ranks, nodes=nodes,
         size=point.size, size_parameter="size",
-        parameters={"command": shlex.join(command.argv), "threads": spec.threads},
+        parameters={"command": shlex.join(command.argv), "threads": point.threads},
         repeats=spec.repeats, warmup=spec.warmup, start_utc=start, end_utc=utc_now(),
         status="verification_failed" if failed else "ok", verified=not failed,
         verification_method="exit status and [check]" if spec.checks else "exit status",

@@ -24,13 +24,20 @@ class Point:
     size: int
     params: dict[str, Any]     # the workload's full parameters (empty for a command)
     work: float                # relative total work, for progress estimates
+    threads: int = 1           # OpenMP threads per rank ([command] studies)
+
+    @property
+    def cores(self) -> int:
+        """What the point scales over: ranks x threads."""
+        return self.ranks * self.threads
 
     @property
     def work_per_rank(self) -> float:
-        return self.work / self.ranks
+        return self.work / self.cores
 
     def describe(self, size_name: str = "size") -> str:
-        return f"ranks={self.ranks} {size_name}={self.size}"
+        threads = f" threads={self.threads}" if self.threads > 1 else ""
+        return f"ranks={self.ranks}{threads} {size_name}={self.size}"
 
 
 def _grown(base: int, factor: float, exponent: float) -> int:
@@ -58,9 +65,12 @@ def plan_study(spec: StudySpec) -> list[Point]:
     command = spec.command
     base = spec.size if spec.size is not None else 1
     exponent = command.work_exponent or 1.0
-    for i, ranks in enumerate(spec.ranks):
-        size = base if spec.kind == "strong" else _grown(base, ranks / base_ranks, exponent)
-        points.append(Point(i, ranks, size, {}, float(size) ** exponent))
+    pairs = [(r, t) for r in spec.ranks for t in spec.threads]
+    base_cores = min(r * t for r, t in pairs)
+    for i, (ranks, threads) in enumerate(pairs):
+        factor = ranks * threads / base_cores
+        size = base if spec.kind == "strong" else _grown(base, factor, exponent)
+        points.append(Point(i, ranks, size, {}, float(size) ** exponent, threads))
     return points
 
 
@@ -74,8 +84,9 @@ def format_plan(spec: StudySpec, points: list[Point]) -> str:
     lines = [f"study {spec.name}: {spec.kind} scaling of {spec.subject} "
              f"[{spec.backend if spec.workload else 'external'}], {len(points)} points, "
              f"{spec.repeats} repeats + {spec.warmup} warm-up each, launcher {spec.launcher}",
-             f"{'point':>5} {'ranks':>6} {name:>12} {'work/rank':>10}"]
+             f"{'point':>5} {'ranks':>6} {'threads':>7} {name:>12} {'work/core':>10}"]
     base = points[0].work_per_rank
     for p in points:
-        lines.append(f"{p.index:>5} {p.ranks:>6} {p.size:>12} {p.work_per_rank / base:>10.3f}")
+        lines.append(f"{p.index:>5} {p.ranks:>6} {p.threads:>7} {p.size:>12} "
+                     f"{p.work_per_rank / base:>10.3f}")
     return "\n".join(lines)

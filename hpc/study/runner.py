@@ -40,13 +40,13 @@ def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Poin
 
 def point_run(spec: StudySpec, point: Point, out: Path) -> Run:
     """The one description of a point, whatever launcher runs it."""
-    name = f"{spec.name}-{point.ranks}"
+    name = f"{spec.name}-{point.ranks}" + (f"x{point.threads}" if point.threads > 1 else "")
     if spec.workload is None:
         return Run(name, point.ranks, driver=("study", "point", str(out), str(point.index)),
-                   threads=spec.threads, timeout=spec.timeout)
+                   threads=point.threads, timeout=spec.timeout)
     run = RunSpec(workload=spec.workload, backend=spec.backend, params=point.params,
                   repeats=spec.repeats, warmup=spec.warmup, out=out, quiet=True)
-    return Run(name, point.ranks, spec=run, threads=spec.threads, timeout=spec.timeout)
+    return Run(name, point.ranks, spec=run, threads=spec.threads[0], timeout=spec.timeout)
 
 
 def _study_options(spec: StudySpec, launcher: Any, out: Path) -> Any:
@@ -82,7 +82,7 @@ def describe_study(spec: StudySpec, points: list[Point], out: Path) -> str:
             mpi = opts[opts.index("--mpi") + 1] if "--mpi" in opts else None
             mpirun = opts[opts.index("--mpirun") + 1] if "--mpirun" in opts else "mpirun"
             nodes = 1 if starter == "local" else min(res.nodes, point.ranks)
-            words, _ = mpirun_words(starter, point.ranks, nodes, spec.threads, mpi, mpirun)
+            words, _ = mpirun_words(starter, point.ranks, nodes, point.threads, mpi, mpirun)
             argv = command_argv(spec, point, 0, words, nodes)
             lines.append(f"point {point.index} runs (repeat 0): {shlex.join(argv)}")
     lines.append(f"launcher {launcher.name}:")
@@ -194,7 +194,7 @@ def run_one_by_one(spec: StudySpec, points: list[Point], runs: list[Run]) -> lis
     from hpc.machine import available_cores
 
     cores = available_cores()[1]
-    over = [p.ranks * spec.threads for p in points if p.ranks * spec.threads > cores]
+    over = [p.cores for p in points if p.cores > cores]
     if over:
         print(f"note: this run may use {cores:g} cores; the points needing "
               f"{', '.join(map(str, over))} cores are oversubscribed: the analysis "

@@ -87,7 +87,8 @@ class StudySpec:
     resources: dict[str, Any] = field(default_factory=dict)
     profile: str | None = None
     array_throttle: int | None = None     # Slurm: at most this many points at once
-    threads: int = 1                      # OpenMP threads per rank (OMP_NUM_THREADS)
+    # OpenMP threads per rank (OMP_NUM_THREADS, cpus-per-task); several: a dimension
+    threads: tuple[int, ...] = (1,)
     env: dict[str, str] = field(default_factory=dict)  # [env]: for the program
     # [check]: "match", regexes the output must match ({placeholders} filled in); "agree",
     # metric name -> relative tolerance between points.
@@ -110,7 +111,10 @@ class StudySpec:
                 **command, **{k: tuple(command.get(k, ())) for k in
                               ("argv", "inputs", "links", "version")},
                 "derived": tuple(tuple(pair) for pair in command.get("derived", ()))})
-        return cls(**{**data, "ranks": tuple(data["ranks"]), "source": source})
+        threads = data.get("threads", 1)
+        threads = tuple(threads) if isinstance(threads, list) else (int(threads),)
+        return cls(**{**data, "ranks": tuple(data["ranks"]), "threads": threads,
+                      "source": source})
 
     def to_json(self) -> str:
         """Everything that decides which points run and how; stored in the study file."""
@@ -125,7 +129,7 @@ _TOP_KEYS = {
     "name": str, "description": str, "kind": str, "workload": str, "command": dict,
     "backend": str, "ranks": (list, dict), "size": int, "params": dict, "repeats": int,
     "warmup": int, "launcher": str, "timeout": (int, float), "resources": dict,
-    "profile": str, "array_throttle": int, "threads": int, "env": dict, "check": dict,
+    "profile": str, "array_throttle": int, "threads": (int, list), "env": dict, "check": dict,
     "include_oversubscribed": bool,
 }
 _COMMAND_KEYS = {"run": str, "time": str, "time_regex": str, "time_json_key": str,
@@ -354,6 +358,18 @@ def _checks(table: dict[str, Any], command: CommandSpec, where: str) -> dict[str
     return {"match": match, "agree": agree}
 
 
+def _threads(value: int | list[Any], where: str) -> tuple[int, ...]:
+    """One thread count, or a list of them: threads then is a dimension of the study."""
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                             for v in values):
+        raise UserError(f"{where}: threads must be a whole number >= 1 or a list of them, "
+                        f"got {value!r}")
+    if len(set(values)) != len(values):
+        raise UserError(f"{where}: thread counts repeat in {values}; list each once")
+    return tuple(sorted(values))
+
+
 def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
                 base: Path | None = None) -> StudySpec:
     """Validate a study given as a dict (the parsed TOML); ``base`` is the folder its
@@ -373,16 +389,22 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
         raise UserError(f"{where}: ranks is missing; e.g. ranks = [1, 2, 4] or "
                         "ranks = {from = 1, to = 16}")
     ladder = expand_ladder(data["ranks"], where)
-    if len(ladder) < 2:
-        raise UserError(f"{where}: a scaling study needs at least two rank counts, got "
-                        f"{list(ladder)}")
+    threads = _threads(data.get("threads", 1), where)
+    if len(ladder) * len(threads) < 2:
+        raise UserError(f"{where}: a scaling study needs at least two rank counts (or two "
+                        f"thread counts), got {list(ladder)}")
+    cores = [r * t for r in ladder for t in threads]
+    if len(set(cores)) != len(cores):
+        raise UserError(f"{where}: ranks {list(ladder)} x threads {list(threads)} give the "
+                        "same number of cores twice; the study scales over ranks x threads, "
+                        "so vary one of them (or choose counts whose products differ)")
+    if len(threads) > 1 and "workload" in data:
+        raise UserError(f"{where}: threads as a dimension is for a [command]; the built-in "
+                        "workloads run one thread per rank")
     launcher = data.get("launcher", "local")
     if launcher not in launcher_names():
         raise UserError(f"{where}: launcher must be one of {', '.join(launcher_names())}, "
                         f"got {launcher!r}")
-    threads = data.get("threads", 1)
-    if threads < 1:
-        raise UserError(f"{where}: threads must be at least 1, got {threads}")
     resources = dict(data.get("resources", {}))
     try:  # names and values now, not at the first Slurm submission
         Resources.create(resources)

@@ -58,7 +58,8 @@ def _matches(run: dict[str, Any], spec: StudySpec, point: Point) -> bool:
     if int(run["ranks"]) != point.ranks or int(run["size"]) != point.size:
         return False
     if spec.workload is None:
-        return run["workload"] == COMMAND_WORKLOAD
+        return run["workload"] == COMMAND_WORKLOAD and \
+            int(run["parameters"].get("threads", 1)) == point.threads
     return (run["workload"] == spec.workload and run["backend"] == spec.backend
             and _same_params(run["parameters"], point.params))
 

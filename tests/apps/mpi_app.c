@@ -2,7 +2,7 @@
 
    app N [--rank-dependent]      app --version (before MPI_Init: no MPI singleton)
    Rank 0 writes result.txt into the working folder and prints its rank count, the
-   value of $APP_MODE, a time and a checksum of N work items. The checksum is exact
+   values of $OMP_NUM_THREADS and $APP_MODE, a time and a checksum of N work items. The checksum is exact
    integer arithmetic, the same for any rank count, unless --rank-dependent adds the
    rank count into it. */
 #include <mpi.h>
@@ -33,9 +33,10 @@ int main(int argc, char **argv) {
         if (!f) { perror("result.txt"); MPI_Abort(MPI_COMM_WORLD, 1); }
         fprintf(f, "%lld\n", checksum);
         fclose(f);
-        const char *mode = getenv("APP_MODE");
-        printf("ranks: %d\nmode: %s\ntime: %.6f\nchecksum: %lld\n", size,
-               mode ? mode : "(unset)", elapsed > 1e-6 ? elapsed : 1e-6, checksum);
+        const char *mode = getenv("APP_MODE"), *threads = getenv("OMP_NUM_THREADS");
+        printf("ranks: %d\nthreads: %s\nmode: %s\ntime: %.6f\nchecksum: %lld\n", size,
+               threads ? threads : "(unset)", mode ? mode : "(unset)",
+               elapsed > 1e-6 ? elapsed : 1e-6, checksum);
     }
     MPI_Finalize();
     return 0;
