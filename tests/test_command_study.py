@@ -180,4 +180,5 @@ def test_threads_dimension_sets_omp_threads_per_point(app, tmp_path):
     assert [(r["ranks"], r["parameters"]["threads"], r["status"]) for r in runs] == [
         (1, 1, "ok"), (1, 2, "ok")]
     assert "threads: 2\n" in runs[1]["result"]["output"][0]
+    assert [r["machine"]["ranks_times_threads_per_node"] for r in runs] == [1, 2]
     assert "| threads per rank | 1, 2 |" in (tmp_path / "s.md").read_text()

@@ -231,6 +231,8 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
     failed: list[str] = []
     first_argv: list[str] = []
     app: dict[str, Any] = {}
+    # The probe reads the threads per rank from this process's environment.
+    os.environ["OMP_NUM_THREADS"] = str(point.threads)
     probe = machine.Probe(children=True)  # the program's CPU time: its rusage as a child
     for repeat in range(-spec.warmup, spec.repeats):
         values = point_values(spec, point, repeat, nodes)
@@ -262,7 +264,7 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
     timings = np.array(seconds, dtype=float).reshape(spec.repeats, 1, 1)
     # One usage stands for all the program's ranks: their CPU time is summed in it. Only
     # mpiexec's ranks are this process's children; srun's run under slurmstepd.
-    usage = machine.summarise([probe.stop()], ranks=point.cores) if starter == "local" \
+    usage = machine.summarise([probe.stop()], ranks=point.ranks) if starter == "local" \
         else {}
     record = RunRecord(
         workload=COMMAND_WORKLOAD, backend="external", ranks=point.ranks, nodes=nodes,
