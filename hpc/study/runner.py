@@ -6,9 +6,11 @@ import os
 import sys
 from pathlib import Path
 
+from hpc.limits import check_memory, physical_memory
 from hpc.study.plan import Point, size_name
 from hpc.study.spec import StudySpec
 from hpc.study.store import open_study_file, runs_by_point
+from hpc.workloads import WORKLOADS
 
 
 def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Point]:
@@ -21,10 +23,22 @@ def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Poin
     return [p for p in points if p not in done]
 
 
+def check_points_fit_here(spec: StudySpec, points: list[Point]) -> None:
+    """Refuse, before the study file exists, a point too large for this machine's memory."""
+    if spec.workload is None:
+        return  # an external command declares no memory model
+    cls = WORKLOADS[spec.workload]
+    memory = physical_memory()
+    for point in points:
+        check_memory(cls, point.params, point.ranks, 1, memory, "this machine")
+
+
 def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = False, *,
               wait: bool = False, jobs_dir: Path | None = None) -> int:
     """Run the study's pending points; 0 when every point is recorded and verified (with
     the slurm launcher: when the jobs were submitted, or with ``wait`` when they ended)."""
+    if spec.launcher == "local":
+        check_points_fit_here(spec, points)
     open_study_file(out, spec, restart=restart)
     todo = pending_points(spec, points, out)
     if not todo:
