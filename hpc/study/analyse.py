@@ -57,11 +57,13 @@ def report_meta(spec: StudySpec, path: Path, notes: list[str]) -> dict[str, str]
     return {k: v for k, v in meta.items() if v}
 
 
-def analyse_study_file(path: Path) -> tuple[StudySpec, Any, dict[str, str]]:
-    """Analyse a study file and store the analysis in it; returns (spec, analysis, meta)."""
+def analyse_study_file(path: Path, store: bool = False) -> tuple[StudySpec, Any, dict[str, str]]:
+    """Analyse a study file; returns (spec, analysis, meta). The file is only read, unless
+    ``store`` caches the analysis in it (for the study's own run, or when asked)."""
     from hpc.scaling import analyse
 
     spec, points, notes = scaling_points(path)
     analysis = analyse(spec.kind, points)
-    write_analysis(path, analysis.to_dict())
+    if store:
+        write_analysis(path, analysis.to_dict())
     return spec, analysis, report_meta(spec, path, notes)

@@ -54,6 +54,9 @@ def add_study_parsers(commands: argparse._SubParsersAction) -> None:
                         help="report format (default: %(default)s)")
     report.add_argument("--out", type=Path, metavar="PATH",
                         help="report file (default: beside the study file, NAME.html/.md)")
+    report.add_argument("--store-analysis", action="store_true",
+                        help="also cache the analysis in the study file (its 'analysis' "
+                        "attribute); without it the study file is only read")
     report.set_defaults(handler=cmd_study_report)
 
     compare = verbs.add_parser(
@@ -96,17 +99,32 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
                      jobs_dir=args.jobs_dir)
     # With the slurm launcher the report is the dependent job's work.
     if code == 0 and args.report and spec.launcher != "slurm":
-        return _report(out, args.format, None)
+        return _report(out, args.format, None, store=True)  # the study's own output file
     return code
 
 
-def _report(path: Path, fmt: str, out: Path | None) -> int:
+def _check_report_target(target: Path, given: bool) -> None:
+    import os
+
+    existing = next(p for p in (target, *target.parents) if p.exists() or p == Path("."))
+    folder = existing if existing.is_dir() else existing.parent
+    if not os.access(folder, os.W_OK | os.X_OK) or (existing == target
+                                                    and not os.access(target, os.W_OK)):
+        hint = "" if given else "; give --out PATH for the report"
+        raise UserError(f"cannot write the report {target}: {folder} is not writable{hint}")
+
+
+def _report(path: Path, fmt: str, out: Path | None, store: bool = False) -> int:
     from hpc.scaling import write_report
     from hpc.study.analyse import analyse_study_file
 
-    spec, analysis, meta = analyse_study_file(path)
     target = out or path.with_suffix(f".{fmt}")
-    written = write_report(analysis, meta, target, fmt)
+    _check_report_target(target, given=out is not None)  # before the work, not after
+    spec, analysis, meta = analyse_study_file(path, store=store)
+    try:
+        written = write_report(analysis, meta, target, fmt)
+    except OSError as exc:
+        raise UserError(f"cannot write the report {target}: {exc.strerror or exc}") from None
     print(analysis_summary(spec, analysis))
     print(f"report: {written}")
     return 0
@@ -118,7 +136,7 @@ def analysis_summary(spec: StudySpec, analysis: object) -> str:
 
 
 def cmd_study_report(args: argparse.Namespace, argv: list[str]) -> int:
-    return _report(args.file, args.format, args.out)
+    return _report(args.file, args.format, args.out, store=args.store_analysis)
 
 
 def cmd_study_compare(args: argparse.Namespace, argv: list[str]) -> int:
