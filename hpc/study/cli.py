@@ -89,6 +89,10 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.launcher:
         spec = replace(spec, launcher=args.launcher)
     points = plan_study(spec)
+    if spec.launcher == "local":  # the dry run too: it says whether the study can run here
+        from hpc.study.runner import check_points_fit_here
+
+        check_points_fit_here(spec, points)
     out = args.out or RESULTS / f"{spec.name}.h5"
     print(format_plan(spec, points))
     if args.dry_run:

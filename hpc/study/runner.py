@@ -37,8 +37,6 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
               wait: bool = False, jobs_dir: Path | None = None) -> int:
     """Run the study's pending points; 0 when every point is recorded and verified (with
     the slurm launcher: when the jobs were submitted, or with ``wait`` when they ended)."""
-    if spec.launcher == "local":
-        check_points_fit_here(spec, points)
     open_study_file(out, spec, restart=restart)
     todo = pending_points(spec, points, out)
     if not todo:

@@ -317,7 +317,10 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study") -
         if cls.size_param in params:
             raise UserError(f"{where}: set the size with size = N, not params.{cls.size_param} "
                             "(the size is what a weak study grows)")
-        cls.resolve_params({**params, cls.size_param: size}, 1)  # names, types, ranges
+        try:  # names, types, ranges
+            cls.resolve_params({**params, cls.size_param: size}, 1)
+        except UserError as exc:
+            raise UserError(f"{where}: [params] {exc}") from None
         work_exponent = getattr(cls, "work_exponent", None)
     else:
         if params:
