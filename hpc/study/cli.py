@@ -144,11 +144,12 @@ def cmd_study_report(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_study_compare(args: argparse.Namespace, argv: list[str]) -> int:
-    from hpc.scaling import compare
-    from hpc.study.analyse import analyse_study_file
+    from hpc.scaling import analyse, compare
+    from hpc.study.analyse import scaling_points
 
-    _, a, _ = analyse_study_file(args.baseline)
-    _, b, _ = analyse_study_file(args.candidate)
+    # Both files read and checked before either is fitted: a bad one fails at once.
+    loaded = [scaling_points(path) for path in (args.baseline, args.candidate)]
+    a, b = (analyse(spec.kind, points) for spec, points, _ in loaded)
     comparison = compare(a, b)
     print(comparison.text())
     return 1 if comparison.regressed else 0

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from hpc.errors import UserError
 from hpc.limits import check_memory, physical_memory
 from hpc.study.plan import Point, size_name
 from hpc.study.spec import StudySpec
@@ -30,7 +31,11 @@ def check_points_fit_here(spec: StudySpec, points: list[Point]) -> None:
     cls = WORKLOADS[spec.workload]
     memory = physical_memory()
     for point in points:
-        check_memory(cls, point.params, point.ranks, 1, memory, "this machine")
+        try:
+            check_memory(cls, point.params, point.ranks, 1, memory, "this machine")
+        except UserError as exc:
+            raise UserError(f"{spec.source}: the point with {point.ranks} ranks cannot run "
+                            f"here: {exc}") from None
 
 
 def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = False, *,
