@@ -83,21 +83,23 @@ def validate(spec: RunSpec, nranks: int, nodes: int = 1, node_memory: int | None
         raise UserError(f"--repeats must be from 1 to {MAX_REPEATS}, got {spec.repeats}")
     if not 0 <= spec.warmup <= MAX_REPEATS:
         raise UserError(f"--warmup must be from 0 to {MAX_REPEATS}, got {spec.warmup}")
-    cls = get_workload(spec.workload)
-    params = cls.resolve_params(spec.params, nranks)
+    params = get_workload(spec.workload).resolve_params(spec.params, nranks)
+    # What the backend's own class can do (UserError for a workload without CUDA kernels):
+    # an option the backend cannot honour is refused here, not ignored by the ranks.
+    cls = workload_class(spec.workload, spec.backend)
+    if spec.checkpoint is not None and not cls.checkpoint_every:
+        raise UserError(f"{cls.name} cannot be checkpointed with --backend {spec.backend} "
+                        "(heat2d and nbody can, on every backend)")
     if node_memory is not None:
         check_memory(cls, params, nranks, nodes, node_memory, memory_where)
     if spec.backend == "cuda":
         from hpc.gpu import require_cuda
 
-        workload_class(spec.workload, spec.backend)
         require_cuda()  # says what is missing: PyCUDA, the driver, a device or nvcc
     load_kernels(spec.backend)
     if spec.out is not None:
         check_output_path(spec.out)
     if spec.checkpoint is not None:
-        if not cls.checkpoint_every:
-            raise UserError(f"{cls.name} cannot be checkpointed (heat2d and nbody can)")
         ckpt.check_checkpoint_path(spec.checkpoint, spec.identity(params, nranks), spec.out)
     return params
 
