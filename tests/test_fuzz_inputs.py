@@ -173,6 +173,9 @@ SPECIALS = {
     # heat2d's arrays for a 300000^2 grid need terabytes: more than any one node here.
     "heat2d beyond memory": 'kind = "strong"\nworkload = "heat2d"\nranks = [1, 2]\n'
                             "size = 300000\n",
+    "heat2d beyond [resources] mem": 'kind = "strong"\nworkload = "heat2d"\nranks = [1, 2]\n'
+                                     'size = 40000\nlauncher = "slurm"\n'
+                                     '[resources]\nmem = "1G"\n',
 }
 MUST_REFUSE = set(SPECIALS)
 
@@ -245,7 +248,8 @@ def test_nasty_study_files_as_real_processes(tmp_path, label):
 
 def test_bad_values_refused_before_the_study_file_exists(tmp_path):
     """Not --dry-run: a real run is refused up front, leaving no study file behind."""
-    for label in ("bad [resources]", "serial_fraction = nan", "heat2d beyond memory"):
+    for label in ("bad [resources]", "serial_fraction = nan", "heat2d beyond memory",
+                  "heat2d beyond [resources] mem"):
         path = tmp_path / "s.toml"
         path.write_text(SPECIALS[label])
         out = tmp_path / "s.h5"

@@ -89,10 +89,9 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.launcher:
         spec = replace(spec, launcher=args.launcher)
     points = plan_study(spec)
-    if spec.launcher == "local":  # the dry run too: it says whether the study can run here
-        from hpc.study.runner import check_points_fit_here
+    from hpc.study.runner import check_points_fit
 
-        check_points_fit_here(spec, points)
+    check_points_fit(spec, points)  # the dry run too: it says whether the points fit
     out = args.out or RESULTS / f"{spec.name}.h5"
     print(format_plan(spec, points))
     if args.dry_run:

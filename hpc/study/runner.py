@@ -24,18 +24,28 @@ def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Poin
     return [p for p in points if p not in done]
 
 
-def check_points_fit_here(spec: StudySpec, points: list[Point]) -> None:
-    """Refuse, before the study file exists, a point too large for this machine's memory."""
+def check_points_fit(spec: StudySpec, points: list[Point]) -> None:
+    """Refuse, before the study file exists, a point whose memory model does not fit: this
+    machine's memory (local launcher) or the allocation's [resources] mem (Slurm)."""
     if spec.workload is None:
         return  # an external command declares no memory model
     cls = WORKLOADS[spec.workload]
-    memory = physical_memory()
+    if spec.launcher == "local":
+        memory, where = physical_memory(), "this machine"
+        nodes_for = {p.ranks: 1 for p in points}
+    else:
+        from hpc.study.slurm_launcher import allocation_memory
+
+        memory, where, nodes_for = allocation_memory(spec, points)
+        if memory is None:
+            return  # no mem asked: the site's default, unknown here
     for point in points:
         try:
-            check_memory(cls, point.params, point.ranks, 1, memory, "this machine")
+            check_memory(cls, point.params, point.ranks, nodes_for[point.ranks], memory,
+                         where)
         except UserError as exc:
-            raise UserError(f"{spec.source}: the point with {point.ranks} ranks cannot run "
-                            f"here: {exc}") from None
+            raise UserError(f"{spec.source}: the point with {point.ranks} ranks cannot run: "
+                            f"{exc}") from None
 
 
 def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = False, *,
