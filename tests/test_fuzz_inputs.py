@@ -168,6 +168,9 @@ SPECIALS = {
     "huge rank in a list": 'kind = "strong"\nworkload = "pi"\nranks = [1, 4611686018427387904]\n',
     "work_exponent = 1e-300": 'kind = "weak"\nranks = [1, 2]\nsize = 4\n[command]\n'
                               'run = "mpiexec -n {ranks} ./a {size}"\nwork_exponent = 1e-300\n',
+    "weak size beyond 64 bits": 'kind = "weak"\nranks = {from = 1, to = 1048576}\nsize = 9\n'
+                                '[command]\nrun = "mpiexec -n {ranks} ./a {size}"\n'
+                                "work_exponent = 0.1\n",
     "bad [resources]": 'kind = "strong"\nworkload = "pi"\nranks = [1, 2]\n'
                        "[resources]\nnodes = 0\n",
     # heat2d's arrays for a 300000^2 grid need terabytes: more than any one node here.
