@@ -99,10 +99,11 @@ class StudySpec:
             argv = command.get("argv")
             if not isinstance(argv, list) or not all(isinstance(w, str) for w in argv):
                 raise UserError(f"{where}: command.argv must be a list of strings")
-            table["command"] = {"run": shlex.join(argv), "time": command.get("time_source"),
-                                **{k: command[k] for k in ("time_regex", "time_json_key",
-                                                           "work_exponent")
-                                   if command.get(k) is not None}}
+            toml_names = {"time_source": "time", "time_regex": "time_regex",
+                          "time_json_key": "time_json_key", "work_exponent": "work_exponent"}
+            table["command"] = {"run": shlex.join(argv),
+                                **{toml_names.get(k, k): v for k, v in command.items()
+                                   if k != "argv" and v is not None}}
         spec = parse_study(table, where)
         return _replace(spec, source=source)
 
