@@ -316,7 +316,9 @@ def read_runs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         where = path
         try:
             if "runs" not in f:
-                return []
+                if f.attrs.get("format") != FORMAT_NAME:  # someone else's HDF5 file
+                    raise UserError("has no 'runs' group and no format attribute")
+                return []  # a record file (or study) with nothing recorded yet
             group = f["runs"]
             if not isinstance(group, h5py.Group):
                 raise UserError("'runs' is not a group")

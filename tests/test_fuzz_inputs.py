@@ -362,12 +362,15 @@ def damaged_files(good: Path, folder: Path, rng: random.Random) -> list[tuple[Pa
             damaged[rng.randrange(len(damaged))] ^= 0xFF
         path.write_bytes(bytes(damaged))
         files.append((path, ""))
+    other = folder / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("data", data=[1.0, 2.0])
     text = folder / "text.h5"
     text.write_text("not HDF5 at all\n")
     empty_group = folder / "foreign.h5"
     with h5py.File(empty_group, "w") as f:
         f.create_group("runs").create_group("000001")
-    return files + [(text, "all"), (empty_group, "all"), (folder / "missing.h5", "all"),
+    return files + [(other, "all"), (text, "all"), (empty_group, "all"), (folder / "missing.h5", "all"),
                     (folder, "all")]
 
 
