@@ -103,11 +103,11 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         from hpc.runner import run_ranks
 
         return run_ranks(spec)
-    from hpc.limits import physical_memory
+    from hpc.limits import available_memory
     from hpc.runner import validate
 
     # Fail here, before mpiexec, with one clear message; every rank runs on this machine.
-    validate(spec, args.np or 1, node_memory=physical_memory(), memory_where="this machine")
+    validate(spec, args.np or 1, node_memory=available_memory())
     if args.np is None:
         from hpc.runner import run_ranks
 

@@ -51,9 +51,21 @@ def check_seconds(value: Any, what: str) -> float:
     return seconds
 
 
-def physical_memory() -> int:
-    """Bytes of memory in this machine."""
+def available_memory() -> int:
+    """Bytes of memory a new job can have on this machine now: Linux's MemAvailable (what
+    can be allocated without swapping), else the whole physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+# How check_memory names what it compared with: "... but only 1.0 GiB <where>".
+HERE = "is available on this machine now"
 
 
 def slurm_mem_bytes(mem: str) -> int:
@@ -69,8 +81,9 @@ def _gib(nbytes: float) -> str:
 
 
 def check_memory(cls: type, params: dict[str, Any], ranks: int, nodes: int,
-                 node_memory: int, where: str) -> None:
-    """Refuse a job whose busiest node needs more memory than ``node_memory`` bytes.
+                 node_memory: int, where: str = HERE) -> None:
+    """Refuse a job whose busiest node needs more memory than ``node_memory`` bytes
+    (``where`` completes "but only N GiB ...": hpc.limits.HERE, or the --mem asked for).
 
     The busiest node holds rank 0 (which gathers the result and may compute the serial
     reference) and its share of the other ranks.
@@ -83,7 +96,7 @@ def check_memory(cls: type, params: dict[str, Any], ranks: int, nodes: int,
         raise UserError(
             f"{cls.name} {size} on {ranks} rank(s) needs about {_gib(need)} of memory on "
             f"one node (estimated from the workload's arrays and {on_node} rank(s) there), "
-            f"but {where} has {_gib(node_memory)}; use a smaller size, fewer ranks per node "
+            f"but only {_gib(node_memory)} {where}; use a smaller size, fewer ranks per node "
             "or more nodes")
 
 

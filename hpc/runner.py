@@ -22,7 +22,7 @@ import numpy as np
 from hpc import checkpoint as ckpt
 from hpc import provenance
 from hpc.errors import UserError
-from hpc.limits import MAX_REPEATS, check_memory, check_ranks
+from hpc.limits import HERE, MAX_REPEATS, check_memory, check_ranks
 from hpc.records import RunRecord, append_run, check_output_path
 from hpc.timing import PhaseTimer
 from hpc.workloads import get_workload
@@ -73,7 +73,7 @@ def workload_class(name: str, backend: str) -> type:
 
 
 def validate(spec: RunSpec, nranks: int, nodes: int = 1, node_memory: int | None = None,
-             memory_where: str = "a node") -> dict[str, Any]:
+             memory_where: str = HERE) -> dict[str, Any]:
     """Everything that can be checked before MPI starts; returns the resolved parameters.
 
     With ``node_memory`` (bytes per node) the workload's memory model must fit in it.

@@ -370,8 +370,8 @@ def damaged_files(good: Path, folder: Path, rng: random.Random) -> list[tuple[Pa
     empty_group = folder / "foreign.h5"
     with h5py.File(empty_group, "w") as f:
         f.create_group("runs").create_group("000001")
-    return files + [(other, "all"), (text, "all"), (empty_group, "all"), (folder / "missing.h5", "all"),
-                    (folder, "all")]
+    return files + [(other, "all"), (text, "all"), (empty_group, "all"),
+                    (folder / "missing.h5", "all"), (folder, "all")]
 
 
 def test_damaged_hdf5_files_fail_clearly(study_file, tmp_path):

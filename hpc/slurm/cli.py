@@ -157,7 +157,8 @@ def _cmd_submit(args: argparse.Namespace, argv: list[str]) -> int:
         spec.checkpoint = spec.checkpoint.expanduser().resolve()
     # Bad workload input fails here, before Slurm; so does a size beyond the --mem asked.
     memory = slurm_mem_bytes(resources.mem) if resources.mem else None
-    validate(spec, resources.ntasks, resources.nodes, memory, f"--mem {resources.mem}")
+    validate(spec, resources.ntasks, resources.nodes, memory,
+             f"per node with --mem {resources.mem}")
     dependency = Dependency.parse(args.dependency) if args.dependency else None
     command = shlex.join(["hpc", *argv])
     # The job inherits this environment (sbatch's default --export=ALL), so the record's

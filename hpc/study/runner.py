@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from hpc.errors import UserError
-from hpc.limits import check_memory, physical_memory
+from hpc.limits import HERE, available_memory, check_memory
 from hpc.study.plan import Point, size_name
 from hpc.study.spec import StudySpec
 from hpc.study.store import open_study_file, runs_by_point
@@ -31,7 +31,7 @@ def check_points_fit(spec: StudySpec, points: list[Point]) -> None:
         return  # an external command declares no memory model
     cls = WORKLOADS[spec.workload]
     if spec.launcher == "local":
-        memory, where = physical_memory(), "this machine"
+        memory, where = available_memory(), HERE
         nodes_for = {p.ranks: 1 for p in points}
     else:
         from hpc.study.slurm_launcher import allocation_memory

@@ -79,7 +79,7 @@ def allocation_memory(spec: StudySpec, points: list[Point]) -> tuple[int | None,
         shapes = {p.ranks: largest for p in points}
     mem = next(iter(shapes.values())).mem
     nodes = {ranks: math.ceil(ranks / r.ntasks_per_node) for ranks, r in shapes.items()}
-    return (slurm_mem_bytes(mem) if mem else None), f"[resources] mem = {mem}", nodes
+    return (slurm_mem_bytes(mem) if mem else None), f"per node with [resources] mem = {mem}", nodes
 
 
 def _require_workload(spec: StudySpec, launcher: str) -> None:
