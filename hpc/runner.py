@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hpc import checkpoint as ckpt
-from hpc import provenance
+from hpc import machine, provenance
 from hpc.errors import UserError
 from hpc.limits import HERE, MAX_REPEATS, check_memory, check_ranks
 from hpc.records import RunRecord, append_run, check_output_path
@@ -234,7 +234,9 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> 
             if comm.rank == 0 and not spec.quiet:
                 _say(f"  resuming from {spec.checkpoint} (segment "
                      f"{len(progress.segments_utc) + 1})")
+        probe = machine.Probe()  # this rank's CPU against wall time, the node's load
         local = _repeats(spec, workload, progress, saved, checkpoint_file.close)
+        usages = comm.gather(probe.stop(), root=0) if local is not None else None
     if local is None:  # stopped on request
         progress.segments_utc.append((segment_start, utc_now()))
         ckpt.save(spec.checkpoint, comm, spec.identity(params, comm.size), progress,
@@ -264,6 +266,7 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> 
             verification_detail=verification.detail, phases=["total", *cls.phases],
             timings=timings, result=result, provenance=prov, run_id=progress.run_id,
             segments_utc=[*progress.segments_utc, (segment_start, end)],
+            machine=machine.summarise(usages),
         )
         group = append_run(spec.out, record) if spec.out is not None else None
         if spec.checkpoint is not None:

@@ -145,6 +145,12 @@ def test_external_command_timed_from_its_output(tmp_path):
     assert [(r["workload"], r["ranks"], r["size"]) for r in runs] == [
         ("command", 1, 200000), ("command", 2, 200000)]
     assert [r["ranks"] for r in inner] == [1, 1, 2, 2]
+    # The machine as the program saw it: its CPU time comes from its rusage as a child.
+    for run in runs:
+        machine = run["machine"]
+        assert machine["ranks_times_threads_per_node"] == run["ranks"]
+        assert machine["cores_available"] >= 1
+        assert machine["rank_cpu_seconds"].shape == (1,) and machine["rank_cpu_seconds"][0] > 0
     # The time recorded is the one the program printed (4 decimals), not the wall clock.
     best = {r["ranks"]: r["timings"][:, 0, 0] for r in runs}
     for run in inner:
@@ -202,6 +208,8 @@ def test_amdahl_study_recovers_its_declared_serial_fraction(tmp_path):
     from hpc.study.store import read_analysis
 
     analysis = StudyAnalysis.from_dict(read_analysis(out))
+    # 4 sleeping ranks on 2 cores wait for no core: not flagged as oversubscribed
+    assert [pt.ranks for pt in analysis.points] == [1, 2, 4], analysis.excluded
     fit = analysis.law
     low, high = fit.f_ci
     print(analysis.summary())

@@ -38,6 +38,9 @@ def add_study_parsers(commands: argparse._SubParsersAction) -> None:
                      help="don't analyse and write the report at the end")
     run.add_argument("--format", choices=("html", "md"), default="html",
                      help="report format (default: %(default)s)")
+    run.add_argument("--include-oversubscribed", action="store_true",
+                     help="fit the points measured with more ranks than cores, or while "
+                     "other processes competed for them (default: shown, not fitted)")
     run.add_argument("--wait", action="store_true",
                      help="slurm launcher: wait for the array and the report job to end")
     run.add_argument("--jobs-dir", type=Path, metavar="DIR",
@@ -57,6 +60,8 @@ def add_study_parsers(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--store-analysis", action="store_true",
                         help="also cache the analysis in the study file (its 'analysis' "
                         "attribute); without it the study file is only read")
+    report.add_argument("--include-oversubscribed", action="store_true",
+                        help="fit the points measured oversubscribed or contended too")
     report.set_defaults(handler=cmd_study_report)
 
     compare = verbs.add_parser(
@@ -102,7 +107,9 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
                      jobs_dir=args.jobs_dir)
     # With the slurm launcher the report is the dependent job's work.
     if code == 0 and args.report and spec.launcher != "slurm":
-        return _report(out, args.format, None, store=True)  # the study's own output file
+        return _report(out, args.format, None,
+                       args.include_oversubscribed or spec.include_oversubscribed,
+                       store=True)  # the study's own output file
     return code
 
 
@@ -117,13 +124,14 @@ def _check_report_target(target: Path, given: bool) -> None:
         raise UserError(f"cannot write the report {target}: {folder} is not writable{hint}")
 
 
-def _report(path: Path, fmt: str, out: Path | None, store: bool = False) -> int:
+def _report(path: Path, fmt: str, out: Path | None, include: bool = False,
+            store: bool = False) -> int:
     from hpc.scaling import write_report
     from hpc.study.analyse import analyse_study_file
 
     target = out or path.with_suffix(f".{fmt}")
     _check_report_target(target, given=out is not None)  # before the work, not after
-    spec, analysis, meta = analyse_study_file(path, store=store)
+    spec, analysis, meta = analyse_study_file(path, store=store, include_oversubscribed=include)
     try:
         written = write_report(analysis, meta, target, fmt)
     except OSError as exc:
@@ -139,7 +147,8 @@ def analysis_summary(spec: StudySpec, analysis: object) -> str:
 
 
 def cmd_study_report(args: argparse.Namespace, argv: list[str]) -> int:
-    return _report(args.file, args.format, args.out, store=args.store_analysis)
+    return _report(args.file, args.format, args.out, args.include_oversubscribed,
+                   store=args.store_analysis)
 
 
 def cmd_study_compare(args: argparse.Namespace, argv: list[str]) -> int:
