@@ -81,7 +81,7 @@ INTERESTING = [math.nan, math.inf, -math.inf, -1, 0, 1, 2.7, 1e-300, 1e300, True
                "00:10:00", "4G", "x" * 300]
 TOP_KEYS = ["name", "description", "kind", "workload", "command", "backend", "ranks", "size",
             "params", "repeats", "warmup", "launcher", "timeout", "resources", "profile",
-            "array_throttle", "unknown_key"]
+            "array_throttle", "include_oversubscribed", "unknown_key"]
 COMMAND_KEYS = ["run", "time", "time_regex", "time_json_key", "work_exponent"]
 
 
