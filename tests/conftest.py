@@ -89,3 +89,12 @@ def study_file(tmp_path_factory) -> Path:
     assert_ok(run_hpc("study", "run", str(folder / "tiny.toml"), "--out", str(out),
                       "--no-report"))
     return out
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`: -n 2 --dist loadgroup) the tests that use the
+    Slurm cluster stay on one worker, one after another, as without xdist: they share
+    one cluster and its job ids."""
+    for item in items:
+        if "slurm_env" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))

@@ -188,6 +188,7 @@ def test_external_command_json_time_and_failure(tmp_path):
     assert runs[1]["timings"][:, 0, 0].tolist() == [0.141, 0.141]
 
 
+@pytest.mark.alone  # fits shares of wall time: another test beside it would skew them
 def test_amdahl_study_recovers_its_declared_serial_fraction(tmp_path):
     # Sleep units scale past the 2 cores of CI, so the 4-rank point follows the law too.
     study = write_study(tmp_path, """
