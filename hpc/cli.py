@@ -9,7 +9,8 @@ from pathlib import Path
 
 from hpc import __version__, cuda_cli, submit_cli
 from hpc.errors import UserError
-from hpc.runs import Run, add_run_options, positive_int, run_spec_from_args
+from hpc.limits import rank_count
+from hpc.runs import Run, add_run_options, run_spec_from_args
 from hpc.slurm.cli import add_parsers as add_slurm_parsers
 from hpc.study.cli import add_study_parsers
 from hpc.workloads import WORKLOADS
@@ -47,9 +48,11 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         from hpc.runner import run_ranks
 
         return run_ranks(spec)
+    from hpc.limits import available_memory
     from hpc.runner import validate
 
-    validate(spec, args.np or 1)  # fail here, before mpiexec, with one clear message
+    # Fail here, before mpiexec, with one clear message; every rank runs on this machine.
+    validate(spec, args.np or 1, node_memory=available_memory())
     if args.np is None:
         from hpc.runner import run_ranks
 
@@ -78,7 +81,7 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
                        "heat2d's halo exchange against ping-pong")
     which.add_argument("--no-mpi", dest="sections", action="store_const", const="kernels",
                        help="skip the MPI section")
-    bench.add_argument("--np", type=positive_int, default=2, metavar="P",
+    bench.add_argument("--np", type=rank_count, default=2, metavar="P",
                        help="ranks of the MPI section (default: %(default)s)")
     bench.set_defaults(handler=_cmd_bench)
     show = commands.add_parser("show", help="table of the runs in HDF5 record files")

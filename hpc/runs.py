@@ -26,16 +26,6 @@ from hpc.errors import UserError
 DEFAULT_OUT = Path("results/runs.h5")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive number of ranks, got {value}")
-    return value
-
-
 @dataclass
 class RunSpec:
     workload: str
@@ -66,10 +56,11 @@ class RunOption:
 
 
 def _options() -> list[RunOption]:
+    from hpc.limits import rank_count, seconds
     from kernels import BACKENDS
 
     return [
-        RunOption("np", "--np", dict(type=positive_int, metavar="P", help=(
+        RunOption("np", "--np", dict(type=rank_count, metavar="P", help=(
             "number of MPI ranks to start with mpiexec (outside an MPI job; inside one, the "
             "job's ranks are used); default: 1 rank")), in_job=False, repeated=False),
         RunOption("backend", "--backend", dict(choices=BACKENDS, default="cython",
@@ -84,7 +75,7 @@ def _options() -> list[RunOption]:
         RunOption("out", "--out", dict(type=Path, default=DEFAULT_OUT, metavar="FILE.h5",
                                        help="HDF5 file the run record is appended to "
                                        "(default: %(default)s)")),
-        RunOption("timeout", "--timeout", dict(type=float, metavar="SECONDS", help=(
+        RunOption("timeout", "--timeout", dict(type=seconds, metavar="SECONDS", help=(
             "stop the job after this long (with --np)")), in_job=False, repeated=False),
         RunOption("quiet", "--quiet", dict(action="store_true",
                                            help="print nothing on success")),

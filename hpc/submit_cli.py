@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hpc.errors import TIMED_OUT, UserError
+from hpc.limits import seconds
 from hpc.runs import Run, RunSpec, add_run_options, run_spec_from_args
 from hpc.slurm.cli import jobs_dir_option
 from hpc.workloads import WORKLOADS
@@ -90,7 +91,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                          help="print the job script (or command) and submit nothing")
         how.add_argument("--wait", action="store_true",
                          help="wait for the job to end; exit with its outcome")
-        how.add_argument("--wait-timeout", type=float, metavar="SECONDS",
+        how.add_argument("--wait-timeout", type=seconds, metavar="SECONDS",
                          help="with --wait: give up waiting after this long (exit 124)")
         how.add_argument("--parsable", action="store_true",
                          help="print only the job id (for scripts)")
@@ -131,6 +132,7 @@ def _checkpoint_signal(args: argparse.Namespace, resources: Any) -> int | None:
 
 def _cmd_submit(args: argparse.Namespace, argv: list[str]) -> int:
     from hpc.launchers import JobOptions, get_launcher
+    from hpc.limits import slurm_mem_bytes
     from hpc.runner import validate
     from hpc.slurm.profiles import load_profile
     from hpc.slurm.sbatch import Dependency
@@ -141,7 +143,10 @@ def _cmd_submit(args: argparse.Namespace, argv: list[str]) -> int:
     spec.out = spec.out.expanduser().resolve()
     if spec.checkpoint is not None:
         spec.checkpoint = spec.checkpoint.expanduser().resolve()
-    validate(spec, resources.ntasks)  # bad workload input fails here, before Slurm
+    # Bad workload input fails here, before Slurm; so does a size beyond the --mem asked.
+    memory = slurm_mem_bytes(resources.mem) if resources.mem else None
+    validate(spec, resources.ntasks, resources.nodes, memory,
+             f"per node with --mem {resources.mem}")
     command = shlex.join(["hpc", *argv])
     # The job inherits this environment (sbatch's default --export=ALL), so the record's
     # provenance says what the user typed rather than what each rank ran.

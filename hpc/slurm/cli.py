@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from hpc.errors import UserError
+from hpc.limits import seconds
 
 
 def jobs_dir_option(p: argparse.ArgumentParser) -> None:
@@ -30,7 +31,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                                "until every job has ended. Exit 0 when all COMPLETED, a "
                                "failed job's exit code, 124 on a time limit, else 1.")
     wait.add_argument("jobs", nargs="+", metavar="JOB", help="job id (123, 123_4) or folder")
-    wait.add_argument("--timeout", type=float, metavar="SECONDS",
+    wait.add_argument("--timeout", type=seconds, metavar="SECONDS",
                       help="give up after this long (exit 124; the jobs keep running)")
     jobs_dir_option(wait)
     wait.set_defaults(handler=_cmd_wait)

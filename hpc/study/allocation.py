@@ -8,8 +8,10 @@ import os
 from typing import Any
 
 from hpc.errors import UserError
+from hpc.limits import HERE, available_memory, check_memory, slurm_mem_bytes
 from hpc.study.plan import Point
 from hpc.study.spec import StudySpec
+from hpc.workloads import WORKLOADS
 
 
 def load_study_profile(spec: StudySpec) -> Any:
@@ -58,3 +60,42 @@ def point_resources(spec: StudySpec, launcher: Any, profile: Any,
                             max(p.threads for p in points))
         return [shared] * len(points)
     return [exact_allocation(spec, profile, p.ranks, p.threads) for p in points]
+
+
+def allocation_memory(spec: StudySpec, points: list[Point]) -> tuple[int | None, str,
+                                                                     dict[int, int]]:
+    """(bytes per node, how to name them, nodes per rank count) of the study's jobs; None
+    bytes when [resources] (or the profile) asks for no mem."""
+    profile = load_study_profile(spec)
+    if spec.launcher == "submitit":
+        shapes = {p.ranks: exact_allocation(spec, profile, p.ranks, p.threads) for p in points}
+    else:  # every array task has the largest point's shape; srun packs a point's ranks
+        largest = allocation(spec, profile, max(p.ranks for p in points),
+                             max(p.threads for p in points))
+        shapes = {p.ranks: largest for p in points}
+    mem = next(iter(shapes.values())).mem
+    nodes = {ranks: math.ceil(ranks / r.ntasks_per_node) for ranks, r in shapes.items()}
+    return (slurm_mem_bytes(mem) if mem else None), f"per node with [resources] mem = {mem}", \
+        nodes
+
+
+def check_points_fit(spec: StudySpec, points: list[Point]) -> None:
+    """Refuse, before the study file exists, a point whose memory model does not fit: this
+    machine's memory (local launcher) or the allocation's [resources] mem (Slurm)."""
+    if spec.workload is None:
+        return  # an external command declares no memory model
+    cls = WORKLOADS[spec.workload]
+    if spec.launcher == "local":
+        memory, where = available_memory(), HERE
+        nodes_for = {p.ranks: 1 for p in points}
+    else:
+        memory, where, nodes_for = allocation_memory(spec, points)
+        if memory is None:
+            return  # no mem asked: the site's default, unknown here
+    for point in points:
+        try:
+            check_memory(cls, point.params, point.ranks, nodes_for[point.ranks], memory,
+                         where)
+        except UserError as exc:
+            raise UserError(f"{spec.source}: the point with {point.ranks} ranks cannot run: "
+                            f"{exc}") from None

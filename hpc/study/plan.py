@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpc.errors import UserError
+from hpc.limits import INT64_MAX
 from hpc.study.spec import StudySpec
 from hpc.workloads import WORKLOADS
 
@@ -70,6 +71,10 @@ def plan_study(spec: StudySpec) -> list[Point]:
     for i, (ranks, threads) in enumerate(pairs):
         factor = ranks * threads / base_cores
         size = base if spec.kind == "strong" else _grown(base, factor, exponent)
+        if size > INT64_MAX:  # a small work_exponent grows the size as a high power
+            raise UserError(f"{spec.source}: the point with {ranks} ranks would need size "
+                            f"{size:.3g}, beyond the 64-bit integers; lower the ladder or "
+                            "raise work_exponent")
         points.append(Point(i, ranks, size, {}, float(size) ** exponent, threads))
     return points
 

@@ -55,7 +55,9 @@ def _study_options(spec: StudySpec, launcher: Any, out: Path) -> Any:
     if "after_all" not in launcher.supports:
         return NO_OPTIONS
     analyse = ("--include-oversubscribed",) if spec.include_oversubscribed else ()
-    report = Run(f"{spec.name}-report", 1, driver=("study", "report", str(out), *analyse),
+    # The study file is this job's output: it keeps the analysis (--store-analysis).
+    report = Run(f"{spec.name}-report", 1,
+                 driver=("study", "report", str(out), "--store-analysis", *analyse),
                  info={"time": REPORT_TIME})
     return JobOptions(throttle=spec.array_throttle, after_all=report)
 

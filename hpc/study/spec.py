@@ -26,10 +26,12 @@ import shlex
 import string
 import sys
 from dataclasses import asdict, dataclass, field
+from dataclasses import replace as _replace
 from pathlib import Path
 from typing import Any
 
 from hpc.errors import UserError
+from hpc.limits import INT64_MAX, MAX_POINTS, MAX_RANKS, MAX_REPEATS, check_seconds
 from hpc.study.formula import check_formula
 from hpc.workloads import WORKLOADS
 
@@ -45,7 +47,8 @@ KINDS = ("strong", "weak")
 # {repeat} counts the timed repeats from 0; warm-ups are -1, -2, ... (never 0).
 COMMAND_FIELDS = ("ranks", "nodes", "ranks_per_node", "threads", "size", "repeat")
 MPIRUN = "{mpirun}"
-MAX_RANKS = 1 << 20
+# Work models outside this range make sizes explode (or not grow at all) in a weak study.
+WORK_EXPONENT_RANGE = (0.1, 10.0)
 
 
 @dataclass(frozen=True)
@@ -103,18 +106,31 @@ class StudySpec:
 
     @classmethod
     def from_json(cls, text: str, source: str = "") -> StudySpec:
-        """The spec a study file stored (the inverse of ``to_json``)."""
-        data = json.loads(text)
-        if data.get("command") is not None:
-            command = data["command"]
-            data["command"] = CommandSpec(**{
-                **command, **{k: tuple(command.get(k, ())) for k in
-                              ("argv", "inputs", "links", "version")},
-                "derived": tuple(tuple(pair) for pair in command.get("derived", ()))})
-        threads = data.get("threads", 1)
-        threads = tuple(threads) if isinstance(threads, list) else (int(threads),)
-        return cls(**{**data, "ranks": tuple(data["ranks"]), "threads": threads,
-                      "source": source})
+        """The spec a study file stored (the inverse of ``to_json``), validated as a study
+        file is: a damaged or foreign ``study_spec`` fails with a UserError."""
+        where = f"{source}: study_spec" if source else "study_spec"
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise UserError(f"{where} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{where} is not a study description (a JSON object)")
+        table = {k: v for k, v in data.items() if v is not None and v != {}}
+        command = table.get("command")
+        if isinstance(command, dict):  # back to the TOML shape: run is one string
+            argv = command.get("argv")
+            if not isinstance(argv, list) or not all(isinstance(w, str) for w in argv):
+                raise UserError(f"{where}: command.argv must be a list of strings")
+            toml_names = {"time_source": "time", "time_regex": "time_regex",
+                          "time_json_key": "time_json_key", "work_exponent": "work_exponent"}
+            table["command"] = {"run": shlex.join(argv),
+                                **{toml_names.get(k, k): _toml_value(k, v)
+                                   for k, v in command.items()
+                                   if k != "argv" and v not in (None, "", [], {})}}
+        if "checks" in table:
+            table["check"] = table.pop("checks")
+        spec = parse_study(table, where, stored=True)
+        return _replace(spec, source=source)
 
     def to_json(self) -> str:
         """Everything that decides which points run and how; stored in the study file."""
@@ -139,6 +155,15 @@ _COMMAND_KEYS = {"run": str, "time": str, "time_regex": str, "time_json_key": st
 _METRIC_KEYS = {"regex": str, "json_key": str, "unit": str}
 _CHECK_KEYS = {"match": list, "agree": dict}
 _LADDER_KEYS = {"from": int, "to": int, "step": int}
+
+
+def _toml_value(key: str, value: Any) -> Any:
+    """A stored CommandSpec field back in the shape the study file's TOML gives it."""
+    if key == "version":
+        return shlex.join(value)
+    if key == "derived":
+        return {name: formula for name, formula in value}
+    return value
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
@@ -170,6 +195,9 @@ def expand_ladder(value: list[Any] | dict[str, Any], where: str) -> tuple[int, .
     if isinstance(value, list):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise UserError(f"{where}: ranks must be whole numbers, got {value!r}")
+        if len(value) > MAX_POINTS:
+            raise UserError(f"{where}: {len(value)} rank counts; a study has at most "
+                            f"{MAX_POINTS} points")
         ladder = list(value)
     else:
         _check_keys(f"{where}: ranks", value, _LADDER_KEYS)
@@ -190,6 +218,9 @@ def expand_ladder(value: list[Any] | dict[str, Any], where: str) -> tuple[int, .
                 p *= 2
         elif step < 1:
             raise UserError(f"{where}: ranks step must be at least 1, got {step}")
+        elif (stop - start) // step + 1 > MAX_POINTS:
+            raise UserError(f"{where}: ranks from {start} to {stop} step {step} gives more "
+                            f"than {MAX_POINTS} points; use a larger step or a list")
         else:
             ladder = list(range(start, stop + 1, step))
     if not ladder:
@@ -197,6 +228,8 @@ def expand_ladder(value: list[Any] | dict[str, Any], where: str) -> tuple[int, .
                         "e.g. ranks = [1, 2, 4]")
     if any(p < 1 for p in ladder):
         raise UserError(f"{where}: rank counts must be positive, got {ladder}")
+    if max(ladder) > MAX_RANKS:
+        raise UserError(f"{where}: rank count {max(ladder)} is beyond {MAX_RANKS}")
     if len(set(ladder)) != len(ladder):
         raise UserError(f"{where}: rank counts repeat in {ladder}; list each once "
                         "(repeats = N repeats a point)")
@@ -231,7 +264,8 @@ def _placeholders(words: tuple[str, ...], names: tuple[str, ...], where: str) ->
                                 "(write {{ and }} for literal braces)")
 
 
-def _files(table: dict[str, Any], key: str, base: Path | None, where: str) -> tuple[str, ...]:
+def _files(table: dict[str, Any], key: str, base: Path | None, where: str,
+           must_exist: bool = True) -> tuple[str, ...]:
     """Input files, relative to the study file's folder, made absolute; each must exist."""
     found = []
     for item in table.get(key, []):
@@ -239,7 +273,7 @@ def _files(table: dict[str, Any], key: str, base: Path | None, where: str) -> tu
             raise UserError(f"{where}: [command] {key} must be a list of file paths, "
                             f"got {item!r}")
         path = (base or Path.cwd()) / Path(item).expanduser()
-        if not path.exists():
+        if must_exist and not path.exists():
             raise UserError(f"{where}: [command] {key}: {item!r} does not exist (looked for "
                             f"{path}; paths are relative to the study file's folder)")
         found.append(str(path.resolve()))
@@ -259,7 +293,8 @@ def _program_absolute(argv: tuple[str, ...], base: Path | None) -> tuple[str, ..
     return (*argv[:at], str(((base or Path.cwd()) / word).resolve()), *argv[at + 1:])
 
 
-def _command(table: dict[str, Any], where: str, base: Path | None = None) -> CommandSpec:
+def _command(table: dict[str, Any], where: str, base: Path | None = None,
+             stored: bool = False) -> CommandSpec:
     _check_keys(f"{where}: [command]", table, _COMMAND_KEYS)
     if "run" not in table:
         raise UserError(f"{where}: [command] needs run = \"...\", e.g. "
@@ -325,13 +360,16 @@ def _command(table: dict[str, Any], where: str, base: Path | None = None) -> Com
             _regex(metric["regex"], f"{at} regex", groups=1)
         metrics[name] = dict(metric)
     exponent = table.get("work_exponent")
-    if exponent is not None and exponent <= 0:
-        raise UserError(f"{where}: [command] work_exponent must be positive, got {exponent}")
+    low, high = WORK_EXPONENT_RANGE
+    if exponent is not None and not low <= exponent <= high:  # NaN fails this too
+        raise UserError(f"{where}: [command] work_exponent must be from {low:g} to {high:g} "
+                        f"(work grows as size ** work_exponent), got {exponent}")
     return CommandSpec(argv=argv, time_source=time, time_regex=table.get("time_regex"),
                        time_json_key=table.get("time_json_key"),
                        work_exponent=None if exponent is None else float(exponent),
-                       derived=tuple(derived), inputs=_files(table, "inputs", base, where),
-                       links=_files(table, "links", base, where), version=version,
+                       derived=tuple(derived),
+                       inputs=_files(table, "inputs", base, where, not stored),
+                       links=_files(table, "links", base, where, not stored), version=version,
                        metrics=metrics, time_unit=table.get("time_unit", "s"),
                        workdir=workdir)
 
@@ -371,14 +409,16 @@ def _threads(value: int | list[Any], where: str) -> tuple[int, ...]:
 
 
 def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
-                base: Path | None = None) -> StudySpec:
+                base: Path | None = None, stored: bool = False) -> StudySpec:
     """Validate a study given as a dict (the parsed TOML); ``base`` is the folder its
-    relative paths start from (the study file's)."""
+    relative paths start from (the study file's). ``stored``: a spec read back from a
+    study file, whose input files need not be where they were when it ran."""
     from hpc.launchers import launcher_names
     from hpc.slurm.resources import Resources
     from kernels import BACKENDS
 
     _check_keys(where, data, _TOP_KEYS)
+    _refuse_nul(data, where)
     kind = data.get("kind")
     if kind not in KINDS:
         raise UserError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -421,15 +461,25 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
                         f"from the spread of the repeats), got {repeats}")
     if warmup < 0:
         raise UserError(f"{where}: warmup must be 0 or more, got {warmup}")
-    timeout = float(data.get("timeout", 3600))
-    if timeout <= 0:
-        raise UserError(f"{where}: timeout must be positive seconds, got {timeout:g}")
+    if max(repeats, warmup) > MAX_REPEATS:
+        raise UserError(f"{where}: repeats and warmup must be at most {MAX_REPEATS}, got "
+                        f"{max(repeats, warmup)}")
+    timeout = check_seconds(data.get("timeout", 3600), f"{where}: timeout")
     throttle = data.get("array_throttle")
-    if throttle is not None and throttle < 1:
-        raise UserError(f"{where}: array_throttle must be at least 1, got {throttle}")
+    if throttle is not None and not 1 <= throttle <= MAX_POINTS:
+        raise UserError(f"{where}: array_throttle must be from 1 to {MAX_POINTS}, "
+                        f"got {throttle}")
     size = data.get("size")
-    if size is not None and size < 1:
-        raise UserError(f"{where}: size must be positive, got {size}")
+    if size is not None and not 1 <= size <= INT64_MAX:
+        raise UserError(f"{where}: size must be a positive 64-bit integer, got {size}")
+    resources = dict(data.get("resources", {}))
+    if resources:
+        from hpc.slurm.resources import Resources
+
+        try:  # every launcher's resources, checked before any study file exists
+            Resources.create(resources)
+        except UserError as exc:
+            raise UserError(f"{where}: [resources] {exc}") from None
     name = data.get("name", default_name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise UserError(f"{where}: name {name!r} must be 1-64 letters, digits, '.', '_' or "
@@ -447,13 +497,16 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
         if cls.size_param in params:
             raise UserError(f"{where}: set the size with size = N, not params.{cls.size_param} "
                             "(the size is what a weak study grows)")
-        cls.resolve_params({**params, cls.size_param: size}, 1)  # names, types, ranges
+        try:  # names, types, ranges
+            cls.resolve_params({**params, cls.size_param: size}, 1)
+        except UserError as exc:
+            raise UserError(f"{where}: [params] {exc}") from None
         work_exponent = getattr(cls, "work_exponent", None)
     else:
         if params:
             raise UserError(f"{where}: params apply to built-in workloads; put an external "
                             "command's options into [command] run")
-        command = _command(data["command"], where, base)
+        command = _command(data["command"], where, base, stored)
         if size is None and any("{size}" in w for w in command.argv):
             raise UserError(f"{where}: [command] run uses {{size}} but the study sets no size")
         work_exponent = command.work_exponent
@@ -480,6 +533,20 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
         include_oversubscribed=data.get("include_oversubscribed", False))
 
 
+def _refuse_nul(value: Any, where: str) -> None:
+    """No NUL byte in any key or string: it cannot reach an argv, a file name or HDF5."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise UserError(f"{where}: {value!r} holds a NUL byte")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, where)
+            _refuse_nul(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item, where)
+
+
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file."""
     path = Path(path)
@@ -489,8 +556,13 @@ def load_study(path: str | Path) -> StudySpec:
         raise UserError(f"study file {path} not found{hint}")
     try:
         data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError;
+        # so is an integer of more than 4300 digits
         raise UserError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid TOML: tables or arrays nested too deep") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read: {exc.strerror}") from None
     return parse_study(data, str(path), default_name=path.stem, base=path.resolve().parent)
 
 
