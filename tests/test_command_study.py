@@ -122,8 +122,8 @@ def test_program_of_another_mpi_runs_as_one_rank_copies_and_fails_the_rank_check
     ({"{n} EXTRA": "{n} {x}"}, "uses {x}"),
     ({'inputs = ["params.txt"]': 'inputs = ["missing.dat"]'}, "'missing.dat' does not exist"),
     ({'APP_MODE = "studied"': '"1BAD" = "x"'}, "[env]: environment variable '1BAD'"),
-    ({'time = "00:05:00"': 'gpus = 1'}, "[resources]: unknown resource field(s): gpus"),
-    ({'time = "00:05:00"': 'nodes = 0'}, "[resources]: nodes must be at least 1"),
+    ({'time = "00:05:00"': 'gpus = 1'}, "[resources] unknown resource field(s): gpus"),
+    ({'time = "00:05:00"': 'nodes = 0'}, "[resources] nodes must be at least 1"),
     ({'inputs = ["params.txt"]': 'workdir = "../elsewhere"'}, "outside the study's folder"),
     ({'n = "size * 5"': 'n = "size / 5"'}, "[command.derived] n"),
 ])

@@ -17,7 +17,10 @@ from hpc.workloads import WORKLOADS
 def load_study_profile(spec: StudySpec) -> Any:
     from hpc.slurm.profiles import load_profile
 
-    return load_profile(spec.profile or os.environ.get("HPC_PROFILE"))
+    try:
+        return load_profile(spec.profile or os.environ.get("HPC_PROFILE"))
+    except UserError as exc:
+        raise UserError(f"{spec.source}: {exc}") from None
 
 
 def allocation(spec: StudySpec, profile: Any, ranks: int, threads: int = 1) -> Any:

@@ -68,10 +68,14 @@ def describe_study(spec: StudySpec, points: list[Point], out: Path) -> str:
     from hpc.launchers import get_launcher, mpirun_words
 
     out = out.resolve()
-    profile = load_study_profile(spec)
-    launcher = get_launcher(spec.launcher)(profile, None)
+    launcher_class = get_launcher(spec.launcher)
     runs = [point_run(spec, p, out) for p in points]
-    resources = point_resources(spec, launcher, profile, points)
+    if launcher_class.sequential:  # this machine: no profile, no Slurm resources
+        launcher, resources = launcher_class(), [None] * len(points)
+    else:
+        profile = load_study_profile(spec)
+        launcher = launcher_class(profile, None)
+        resources = point_resources(spec, launcher, profile, points)
     lines = []
     if spec.command is not None:
         import shlex

@@ -445,11 +445,6 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
     if launcher not in launcher_names():
         raise UserError(f"{where}: launcher must be one of {', '.join(launcher_names())}, "
                         f"got {launcher!r}")
-    resources = dict(data.get("resources", {}))
-    try:  # names and values now, not at the first Slurm submission
-        Resources.create(resources)
-    except UserError as exc:
-        raise UserError(f"{where}: [resources]: {exc}") from None
     try:
         env = dict(Resources._checked_environment(data.get("env", {})))
     except UserError as exc:
@@ -474,12 +469,13 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
         raise UserError(f"{where}: size must be a positive 64-bit integer, got {size}")
     resources = dict(data.get("resources", {}))
     if resources:
-        from hpc.slurm.resources import Resources
-
         try:  # every launcher's resources, checked before any study file exists
-            Resources.create(resources)
+            checked = Resources.create(resources)
         except UserError as exc:
             raise UserError(f"{where}: [resources] {exc}") from None
+        # Whole numbers as Resources read them ("4" -> 4): the launchers size with them.
+        resources = {k: getattr(checked, k) if isinstance(getattr(checked, k), int) else v
+                     for k, v in resources.items()}
     name = data.get("name", default_name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise UserError(f"{where}: name {name!r} must be 1-64 letters, digits, '.', '_' or "
