@@ -8,6 +8,11 @@
 #   scripts/slurm-cluster.sh status   which daemons run; exit 0 only when the cluster answers
 #   scripts/slurm-cluster.sh env      print `export SLURM_CONF=...` (eval "$(... env)")
 #   scripts/slurm-cluster.sh purge    stop, then delete the state folder
+#   scripts/slurm-cluster.sh install  only install the packages (root + apt) if missing
+#
+# With --nodes N (`start --nodes 2`, `stop --nodes`, `run-on HOST CMD…`), the command goes
+# to scripts/slurm-nodes.sh instead: a separate N-node cluster in network namespaces with
+# its own state folder (/tmp/hpc-mnode); the single-node cluster here is left alone.
 #
 # Clients find this cluster through SLURM_CONF (printed by `env`): nothing is written to
 # /etc, so a machine's own Slurm (if any) is left alone and `purge` leaves no trace.
@@ -21,6 +26,13 @@
 # run the cluster (not root, no apt, packages missing): the reason is printed, and
 # `make test` skips the Slurm tests with it.
 set -euo pipefail
+
+# The multi-node cluster is another script with another state folder.
+if [[ ${1:-} = run-on || " $* " =~ \ --nodes([= ]|$) ]]; then
+  args=()
+  for a in "$@"; do [[ $a = --nodes && ${1:-} != start ]] || args+=("$a"); done
+  exec bash "$(dirname "${BASH_SOURCE[0]}")/slurm-nodes.sh" "${args[@]}"
+fi
 
 DIR=${HPC_SLURM_DIR:-/tmp/hpc-slurm}
 CPUS=${HPC_SLURM_CPUS:-8}
@@ -309,5 +321,6 @@ case ${1:-} in
   status) cmd_status ;;
   env) echo "export SLURM_CONF=$CONF" ;;
   purge) cmd_purge ;;
-  *) echo "usage: $0 start|stop|status|env|purge" >&2; exit 2 ;;
+  install) install_packages ;;
+  *) echo "usage: $0 start|stop|status|env|purge|install [--nodes N]" >&2; exit 2 ;;
 esac
