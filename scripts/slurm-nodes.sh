@@ -163,8 +163,12 @@ MessageTimeout=$MESSAGE_TIMEOUT
 SlurmctldTimeout=30
 InactiveLimit=0
 MinJobAge=300
-JobRequeue=1
+# Like many sites: only jobs that ask (--requeue: checkpointing ones) are requeued after a
+# node failure or a preemption; the others end NODE_FAIL or PREEMPTED for good.
+JobRequeue=0
 # A job in partition urgent requeues (preempts) the batch jobs holding the nodes it needs.
+# The preempted job's steps get SIGTERM, then SIGKILL KillWait (5) seconds later: ranks of
+# hpc run --checkpoint save their state in between, and the requeued job resumes.
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 SlurmdParameters=config_overrides

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from hpc.slurm.commands import SlurmError, run_slurm
 from hpc.slurm.jobdir import log_files, read_info, write_info
 from hpc.slurm.states import JobState, Tracked
 from hpc.slurm.tracker import Tracker
@@ -117,3 +119,41 @@ def show_failure_logs(folder: Path | None, job_id: str, lines: int = 20) -> None
             continue
         tail = path.read_text(errors="replace").splitlines()[-lines:]
         say(f"==> {path} (last {len(tail)} lines) <==\n" + "\n".join(tail))
+
+
+_NODE_FAILURE = re.compile(r"Node failure on (\S+)")
+
+
+def failed_nodes(job_id: str, nodelist: str, folder: Path | None) -> list[str]:
+    """The nodes whose failure ended a NODE_FAIL job: srun names them in the job's error
+    log; else (the batch host itself failed) the job's nodes Slurm now holds down or not
+    responding, which stops being true once the node is back."""
+    named: dict[str, None] = {}
+    for path in log_files(folder, job_id) if folder is not None else []:
+        for node in _NODE_FAILURE.findall(path.read_text(errors="replace")):
+            named[node] = None
+    if named or not nodelist:
+        return list(named)
+    try:
+        proc = run_slurm(["sinfo", "--noheader", "--Node", f"--nodes={nodelist}",
+                          "--format=%N|%T"], timeout=30)
+    except SlurmError:
+        return []
+    down = ("down", "drain", "fail", "unknown", "no_respond")
+    for line in proc.stdout.splitlines():
+        node, _, state = line.partition("|")
+        if state.endswith("*") or state.startswith(down):
+            named[node] = None
+    return list(named)
+
+
+def explain_node_failures(tracker: Tracker, folders: dict[str, Path | None]) -> None:
+    """One line per NODE_FAIL job naming the node that failed."""
+    for key, job in tracker.jobs.items():
+        if job.state is not JobState.NODE_FAIL:
+            continue
+        nodes = failed_nodes(key, job.row.nodes if job.row else "",
+                             folders.get(key.split("_", 1)[0]))
+        say(f"hpc: job {key} ended NODE_FAIL: node failure on "
+            f"{', '.join(nodes) if nodes else 'a node Slurm no longer reports down'} "
+            f"(job nodes {job.row.nodes if job.row else '?'})")

@@ -76,6 +76,8 @@ TERMINAL = frozenset({
     JobState.DEADLINE, JobState.REVOKED, JobState.LEFT_QUEUE, JobState.UNKNOWN,
 })
 REQUEUE = frozenset({JobState.REQUEUED, JobState.REQUEUE_FED, JobState.REQUEUE_HOLD})
+# Ends after which Slurm itself may put the job back in the queue a moment later.
+MAY_REQUEUE = frozenset({JobState.PREEMPTED, JobState.NODE_FAIL})
 # Waiting to (re)start. A started or ended job that is seen here again was requeued.
 QUEUED = REQUEUE | {JobState.SUBMITTED, JobState.PENDING, JobState.SPECIAL_EXIT,
                     JobState.RESV_DEL_HOLD}

@@ -18,6 +18,7 @@ from hpc.slurm.report import (
     TIMEOUT_EXIT,
     describe,
     exit_code,
+    explain_node_failures,
     remember_states,
     say,
     show_failure_logs,
@@ -67,6 +68,7 @@ def _wait_and_report(job_id: str, folder: Path, spec: RunSpec, timeout: float | 
     print(f"job {job_id}: {describe(job)}", flush=True)
     if code != 0:
         show_failure_logs(folder, job_id)
+        explain_node_failures(tracker, {job_id: folder})
     if spec.out is not None and spec.out.exists():
         _show_record(spec, job_id)  # partial results too: earlier runs stay in the file
     return code
