@@ -166,6 +166,8 @@ MinJobAge=300
 # Like many sites: only jobs that ask (--requeue: checkpointing ones) are requeued after a
 # node failure or a preemption; the others end NODE_FAIL or PREEMPTED for good.
 JobRequeue=0
+# Refuse at submission what can never run here (more nodes than exist), as sites do.
+EnforcePartLimits=ALL
 # A job in partition urgent requeues (preempts) the batch jobs holding the nodes it needs.
 # The preempted job's steps get SIGTERM, then SIGKILL KillWait (5) seconds later: ranks of
 # hpc run --checkpoint save their state in between, and the requeued job resumes.
@@ -369,7 +371,7 @@ cmd_stop() {
   [[ -d $DIR ]] || { say "nothing to stop ($DIR does not exist)"; return 0; }
   # Its jobs first, so that no job step outlives the daemons that manage it.
   if ctld_ready 2>/dev/null; then
-    on ctl scancel --full --quiet "--partition=batch,urgent" >/dev/null 2>&1 || true
+    on ctl squeue -h -o %i | xargs -r bash "$0" run-on ctl scancel >/dev/null 2>&1 || true
   fi
   local name names=() pids=() i
   for name in $(ip netns list | awk '{print $1}'); do

@@ -186,6 +186,11 @@ class Tracker:
                     reported and reported:
                 del group.tasks[group.base_id]  # an array, asked for by its job id
             for key in reported:
+                if key == group.base_id and key not in group.tasks:
+                    # A whole array tracked task by task, printed once as one line (sacct
+                    # does that right after submission): no task of its own, or it would
+                    # wait forever for a line that never comes again.
+                    continue
                 group.tasks.setdefault(key, Tracked(key))
             for key, job in list(group.tasks.items()):
                 new = advance(job, reported.get(key), source=source,
@@ -229,6 +234,8 @@ class Tracker:
                 return True
             elapsed = time.monotonic() - start
             interval = backoff.next(bool(changes))
+            if any(not self.finished(k, t) for k, t in self.jobs.items() if t.done):
+                interval = min_interval  # a requeue, if one comes, shows within seconds
             if changes:
                 last_news = time.monotonic()
             elif time.monotonic() - last_news >= heartbeat:
