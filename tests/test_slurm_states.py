@@ -1,10 +1,11 @@
 """The job state machine over real sacct and squeue output lines, and the pieces around it
 (sbatch --parsable ids, dependencies, array ranges, exit codes).
 
-States a one-node test cluster cannot cause (PREEMPTED, NODE_FAIL, OUT_OF_MEMORY,
-BOOT_FAIL, DEADLINE) are tested here with lines formatted exactly as
+States a one-node test cluster cannot cause (OUT_OF_MEMORY, BOOT_FAIL, DEADLINE) are
+tested here with lines formatted exactly as
 ``sacct --parsable2 --noheader -X -o JobID,State,ExitCode,Elapsed,NodeList`` prints them;
-the others are also caused for real in test_slurm_cluster.py.
+the others are also caused for real in test_slurm_cluster.py, and PREEMPTED and NODE_FAIL
+on the multi-node cluster (tests/mnode/test_faults.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from hpc.slurm.states import (
     parse_squeue,
     parse_state,
 )
-from hpc.slurm.tracker import Backoff, expand_tasks
+from hpc.slurm.tracker import Backoff, Tracker, expand_tasks
 
 SACCT = """\
 13|COMPLETED|0:0|00:00:03|vm
@@ -213,3 +214,46 @@ def test_backoff_grows_to_its_cap_and_resets_on_news():
     assert backoff.next(True) == 1.0 and backoff.next(False) == 2.0
     with pytest.raises(ValueError):
         Backoff(first=0)
+
+
+class ScriptedTracker(Tracker):
+    """A Tracker whose Slurm answers are given in advance: the races below (a poll in the
+    0.2 s between NODE_FAIL and Slurm's requeue; sacct's one-line array summary right
+    after submission) cannot be caused on demand on a real cluster."""
+
+    def __init__(self, answers: list[list[JobRow]], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.answers = answers
+
+    def _query(self, base_ids):
+        return self.answers.pop(0), "sacct"
+
+
+def rows(*pairs: tuple[str, JobState]) -> list[JobRow]:
+    return [JobRow(job_id, state, state.value, "0:0") for job_id, state in pairs]
+
+
+@pytest.mark.parametrize("end", [JobState.PREEMPTED, JobState.NODE_FAIL])
+def test_end_that_slurm_may_requeue_is_final_only_after_a_moment(end):
+    answers = [rows(("9", JobState.RUNNING)), rows(("9", end)), rows(("9", JobState.PENDING))]
+    tracker = ScriptedTracker(answers, requeue_settle_seconds=60)
+    tracker.add("9")
+    tracker.poll()
+    tracker.poll()
+    assert tracker.jobs["9"].state is end and not tracker.done
+    tracker.poll()  # Slurm put it back in the queue: it runs again
+    assert tracker.jobs["9"].restarts == 1 and not tracker.done
+    settled = ScriptedTracker([rows(("9", end))], requeue_settle_seconds=0)
+    settled.add("9")
+    settled.poll()
+    assert settled.done
+
+
+def test_array_summary_line_is_not_a_task():
+    answers = [rows(("5", JobState.PENDING)),
+               rows(("5_0", JobState.COMPLETED), ("5_1", JobState.NODE_FAIL))]
+    tracker = ScriptedTracker(answers, requeue_settle_seconds=0)
+    tracker.add("5", array_size=2)
+    tracker.poll()
+    tracker.poll()
+    assert sorted(tracker.jobs) == ["5_0", "5_1"] and tracker.done
