@@ -163,6 +163,10 @@ MessageTimeout=$MESSAGE_TIMEOUT
 SlurmctldTimeout=30
 InactiveLimit=0
 MinJobAge=300
+# Job ids far from those of the single-node cluster on the same machine: MPICH names its
+# shared-memory files after the job and step ids, and a file left by a killed job of the
+# other cluster with the same ids makes MPI_Init fail ("Out of memory").
+FirstJobId=700000
 # Like many sites: only jobs that ask (--requeue: checkpointing ones) are requeued after a
 # node failure or a preemption; the others end NODE_FAIL or PREEMPTED for good.
 JobRequeue=0

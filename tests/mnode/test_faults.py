@@ -149,11 +149,12 @@ def test_node_failure_mid_run_is_reported_and_the_node_comes_back(mnode_env, tmp
 def test_preempted_checkpointing_run_resumes_bit_for_bit(mnode_env, tmp_path):
     env = mnode_env
     out, ckpt = tmp_path / "runs.h5", tmp_path / "heat.ckpt.h5"
-    run = ("--size", "192", "--steps", "3000", "--repeats", "1", "--warmup", "0")
+    # ~1 ms a step on 4 ranks over TCP (on 1 rank 30000 steps take under a second)
+    run = ("--size", "192", "--steps", "30000", "--repeats", "1", "--warmup", "0")
     with submitted(tmp_path, env, *run, "--out", str(out), "--checkpoint", str(ckpt)) as job:
         waiter = hpc_wait(job, tmp_path, env, timeout=240)
-        wait_until("job running", lambda: job_state(job, env).startswith("RUNNING"), 60)
-        time.sleep(3)  # into its steps
+        wait_until("ranks started on node2", lambda: bool(leftover_ranks("node2")), 60)
+        time.sleep(3)  # past Python's start: the ranks handle SIGTERM from here on
         urgent = slurm("sbatch", "--parsable", "--partition=urgent", "--nodes=2",
                        "--ntasks-per-node=2", f"--output={tmp_path}/urgent.out",
                        "--wrap", "sleep 1", env=env)
