@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.conftest import MNODE_SCRIPT, ROOT
+from tests.conftest import MNODE_SCRIPT, ROOT, SLURM_CLUSTER_SCRIPT
 
 pytestmark = pytest.mark.mnode
 
@@ -114,3 +114,15 @@ def test_bad_usage_is_refused(args, message):
     proc = script(*args, env={**os.environ, "HPC_MNODE_DIR": "/nonexistent/hpc-mnode"})
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("start", "--nodes", "0"), "--nodes must be 1 to 64"),
+    (("run-on", "nosuchhost", "true"), "HOST is ctl or nodeI"),
+])
+def test_single_node_script_hands_nodes_and_run_on_over(args, message):
+    """scripts/slurm-cluster.sh with --nodes (or run-on) is the multi-node script."""
+    proc = subprocess.run(["bash", str(SLURM_CLUSTER_SCRIPT), *args], capture_output=True,
+                          text=True, timeout=60, check=False,
+                          env={**os.environ, "HPC_MNODE_DIR": "/nonexistent/hpc-mnode"})
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
