@@ -102,3 +102,15 @@ def mnode_env() -> dict[str, str]:
                     f"{MNODE_NODES} nodes needed up ({nodes.stdout.split()}"
                     f"{nodes.stderr.strip()}): {start}")
     return env
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`: -n 2 --dist loadgroup) the tests that use the
+    Slurm cluster stay on one worker, one after another, as without xdist: they share
+    one cluster and its job ids."""
+    for item in items:
+        if "slurm_env" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+        # The multi-node tests kill and cut nodes: none may run beside another of them.
+        if "mnode_env" in getattr(item, "fixturenames", ()) or item.get_closest_marker("mnode"):
+            item.add_marker(pytest.mark.xdist_group("mnode"))
