@@ -16,8 +16,6 @@ from tests.conftest import MNODE_SCRIPT, ROOT, SLURM_CLUSTER_SCRIPT
 
 pytestmark = pytest.mark.mnode
 
-PINGPONG = ROOT / "scripts" / "mpi-pingpong.py"
-
 
 def script(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(MNODE_SCRIPT), *args], env=env, capture_output=True,
@@ -30,37 +28,42 @@ def tx_bytes(node: str, env: dict[str, str]) -> int:
     return int(proc.stdout)
 
 
-def pingpong(env: dict[str, str], nodes: int, ucx_tls: str | None) -> tuple[dict, int]:
-    """scripts/mpi-pingpong.py on 2 ranks under srun; its figures and node1's bytes sent."""
+def bench_mpi(env: dict[str, str], nodes: int, ucx_tls: str | None) -> tuple[dict, int]:
+    """`hpc bench --mpi --quick`'s measurement on 2 ranks under srun, one per node when
+    ``nodes`` is 2; its figures and the bytes node1 sent meanwhile."""
     run_env = {k: v for k, v in env.items() if k != "UCX_TLS"}
     if ucx_tls:
         run_env["UCX_TLS"] = ucx_tls
     before = tx_bytes("node1", env)
     proc = subprocess.run(["srun", "--mpi=pmi2", f"--nodes={nodes}", "--ntasks=2",
-                           sys.executable, str(PINGPONG), "--seconds", "0.5"], env=run_env,
-                          capture_output=True, text=True, timeout=120, check=False)
+                           sys.executable, "-m", "mpi4py", "-m", "hpc.bench_mpi", "--quick"],
+                          env=run_env, capture_output=True, text=True, timeout=180,
+                          check=False, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout.splitlines()[-1]), tx_bytes("node1", env) - before
+
+
+def one_way(figures: dict, nbytes: int) -> float:
+    return next(row["one_way_us"] for row in figures["pingpong"] if row["bytes"] == nbytes)
 
 
 def test_mpi_traffic_between_nodes_crosses_the_network(mnode_env):
     from hpc.slurm.profiles import load_profile
 
     ucx = dict(load_profile("local-nodes").resources.environment)["UCX_TLS"]
-    inter, sent = pingpong(mnode_env, 2, ucx)
-    assert inter["inter_node"] and inter["hosts"] == ["node1", "node2"]
-    # Every 4 MiB message of the bandwidth half went out of node1's link.
-    assert sent >= inter["large_bytes"] * inter["round_trips"][1], (inter, sent)
-    intra, _ = pingpong(mnode_env, 1, ucx)
-    assert not intra["inter_node"]
+    inter, sent = bench_mpi(mnode_env, 2, ucx)
+    # The ping-pong alone sends 64 round trips x 5 samples of 256 KiB from rank 0 (80 MiB).
+    assert sent >= 64 << 20, sent
+    intra, _ = bench_mpi(mnode_env, 1, ucx)
     # UCX's default sees one kernel and uses shared memory between the "nodes": the
     # setting in the profile is what puts the traffic on the link (MULTINODE.md).
-    default, sent_default = pingpong(mnode_env, 2, None)
-    assert sent_default < default["large_bytes"], (default, sent_default)
-    print(f"\nping-pong 8 B latency / 4 MiB bandwidth: inter-node {inter['latency_us']} us "
-          f"{inter['bandwidth_GBps']} GB/s; intra-node {intra['latency_us']} us "
-          f"{intra['bandwidth_GBps']} GB/s; inter-node with UCX defaults (shared memory) "
-          f"{default['latency_us']} us {default['bandwidth_GBps']} GB/s")
+    default, sent_default = bench_mpi(mnode_env, 2, None)
+    assert sent_default < 1 << 20, sent_default
+    big = 256 << 10
+    print("\none-way 8 B / 256 KiB, us: inter-node (TCP) "
+          f"{one_way(inter, 8):.2f} / {one_way(inter, big):.1f}; intra-node "
+          f"{one_way(intra, 8):.2f} / {one_way(intra, big):.1f}; inter-node with UCX's "
+          f"defaults (shared memory) {one_way(default, 8):.2f} / {one_way(default, big):.1f}")
 
 
 def root_network() -> str:
