@@ -11,8 +11,9 @@
 #   scripts/slurm-nodes.sh run-on HOST CMD…  run CMD on host ctl or nodeI (SLURM_CONF set),
 #                                            in the caller's working directory
 #   scripts/slurm-nodes.sh link NODE up|down connect or cut a node's network link
-#   scripts/slurm-nodes.sh env               print `export SLURM_CONF=... PATH=...`: with it,
-#                                            sbatch, sacct... of this shell go to ctl
+#   scripts/slurm-nodes.sh env               print `export SLURM_CONF=... PATH=...
+#                                            HPC_PROFILE=local-nodes`: with it, sbatch, sacct…
+#                                            of this shell go to ctl, hpc submit uses its profile
 #   scripts/slurm-nodes.sh purge             stop, then delete the state folder
 # `scripts/slurm-cluster.sh start --nodes N` (and its other commands with --nodes) calls
 # this script.
@@ -444,7 +445,7 @@ case $command in
   status) cmd_status ;;
   run-on) cmd_run_on "$@" ;;
   link) cmd_link "$@" ;;
-  env) echo "export SLURM_CONF=$CONF PATH=$DIR/bin:\$PATH" ;;
+  env) echo "export SLURM_CONF=$CONF PATH=$DIR/bin:\$PATH HPC_PROFILE=local-nodes" ;;
   purge) cmd_stop; rm -rf "$DIR"; say "removed $DIR" ;;
   *) usage "usage: $0 start [--nodes N] [--link-rate RATE]|stop|status|run-on HOST CMD…|link HOST up|down|env|purge" ;;
 esac
