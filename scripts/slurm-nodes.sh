@@ -61,9 +61,12 @@ MUNGE_SOCKET=$DIR/munge/munge.socket
 DB_SOCKET=$DIR/mysql/mysqld.sock
 export SLURM_CONF=$CONF
 
+NAME=slurm-nodes
+# shellcheck source=scripts/slurm-lib.sh
+source "$HERE/slurm-lib.sh"
+
 ns() { echo "$PREFIX$1"; }
 holder_pidfile() { echo "$DIR/run/host-$1.pid"; }
-alive() { [[ -r /proc/$1/stat && $(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) != Z ]]; }
 
 # The hosts of the running (or configured) cluster: ctl node1 … nodeN.
 configured_nodes() { cat "$DIR/etc/nodes" 2>/dev/null || echo 0; }
@@ -85,21 +88,6 @@ on() {  # on HOST CMD…: run CMD in HOST's namespaces, in the caller's director
   nsenter -t "$pid" -n -u -m --wd="$PWD" -- "$@"
 }
 
-wait_for() {  # wait_for SECONDS CMD…: poll CMD until it succeeds
-  local seconds=$1 i; shift
-  for ((i = 0; i < seconds * 5; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
-
-failed() {
-  echo "slurm-nodes: error: $1 did not start; the end of $2:" >&2
-  tail -n 20 "$2" >&2 2>/dev/null || true
-  exit 1
-}
-
 check_machine() {
   [[ $(id -u) = 0 ]] || cannot "namespaces and slurmd need root"
   local p
@@ -115,10 +103,7 @@ write_config() {
   local nodes=$1 i mem
   mkdir -p "$DIR"/{etc,run,log,munge,mysql,db,state}
   chmod 755 "$DIR" "$DIR/munge"
-  if [[ ! -s $DIR/etc/munge.key ]]; then
-    dd if=/dev/urandom of="$DIR/etc/munge.key" bs=1024 count=1 status=none
-    chmod 400 "$DIR/etc/munge.key"
-  fi
+  new_munge_key
   echo "$nodes" >"$DIR/etc/nodes"
   {
     echo "127.0.0.1 localhost"
@@ -131,39 +116,17 @@ write_config() {
 # Written by scripts/slurm-nodes.sh; rewritten on every start.
 ClusterName=$CLUSTER
 SlurmctldHost=ctl($CTL_IP)
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-AuthInfo=socket=$MUNGE_SOCKET,cred_expire=30
-CredType=cred/munge
-StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool/slurmd-%n
-SlurmctldPidFile=$DIR/run/slurmctld.pid
 SlurmdPidFile=$DIR/run/slurmd-%n.pid
-SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd-%n.log
-SlurmctldDebug=info
-SlurmdDebug=info
+AccountingStorageHost=$CTL_IP
+$(slurm_conf_common)
 # All "nodes" share one /tmp: srun's PMIx directories must not collide.
 TmpFS=$DIR/tmp-%n
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
 # The venv's MPICH (PyPI) speaks PMI-2.
 MpiDefault=pmi2
-MailProg=/bin/true
-ReturnToService=2
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,sched_interval=5,bf_interval=5
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-KillWait=5
-OverTimeLimit=0
 # Short on purpose: a node that stops answering is NODE_FAIL within seconds (fault tests).
 SlurmdTimeout=$SLURMD_TIMEOUT
 MessageTimeout=$MESSAGE_TIMEOUT
-SlurmctldTimeout=30
-InactiveLimit=0
-MinJobAge=300
 # Job ids far from those of the single-node cluster on the same machine: MPICH names its
 # shared-memory files after the job and step ids, and a file left by a killed job of the
 # other cluster with the same ids makes MPI_Init fail ("Out of memory").
@@ -178,12 +141,6 @@ EnforcePartLimits=ALL
 # hpc run --checkpoint save their state in between, and the requeued job resumes.
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
-SlurmdParameters=config_overrides
-AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=$CTL_IP
-AccountingStoragePass=$MUNGE_SOCKET
-JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=30
 EOF
   for ((i = 1; i <= nodes; i++)); do
     echo "NodeName=node$i NodeAddr=$NET.$((10 + i)) CPUs=$CPUS RealMemory=$mem State=UNKNOWN"
@@ -193,22 +150,7 @@ PartitionName=batch Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier
 PartitionName=urgent Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
   mv "$CONF.new" "$CONF"
-  cat >"$DIR/etc/slurmdbd.conf.new" <<EOF
-AuthType=auth/munge
-AuthInfo=socket=$MUNGE_SOCKET
-DbdHost=ctl
-DbdAddr=$CTL_IP
-SlurmUser=root
-PidFile=$DIR/run/slurmdbd.pid
-LogFile=$DIR/log/slurmdbd.log
-DebugLevel=info
-StorageType=accounting_storage/mysql
-StorageHost=localhost
-StorageUser=root
-StorageLoc=slurm_acct_db
-EOF
-  chmod 600 "$DIR/etc/slurmdbd.conf.new"
-  mv "$DIR/etc/slurmdbd.conf.new" "$DIR/etc/slurmdbd.conf"
+  write_slurmdbd_conf DbdHost=ctl "DbdAddr=$CTL_IP"
 }
 
 # One long-lived process per host owns its namespaces. Inside its private mount namespace
@@ -289,8 +231,6 @@ shape_links() {  # shape_links RATE: limit every node's outgoing traffic to RATE
   done
 }
 
-munge_ready() { munge -n -S "$MUNGE_SOCKET" | unmunge -S "$MUNGE_SOCKET"; }
-db_ready() { mariadb-admin --no-defaults --socket="$DB_SOCKET" -uroot ping; }
 dbd_ready() { on ctl sacctmgr -n -P show cluster format=cluster; }
 ctld_ready() { on ctl scontrol ping | grep -q UP; }
 nodes_ready() {
@@ -300,20 +240,8 @@ nodes_ready() {
 }
 
 start_daemons() {
-  on ctl munged --socket="$MUNGE_SOCKET" --key-file="$DIR/etc/munge.key" \
-    --pid-file="$DIR/run/munged.pid" --log-file="$DIR/log/munged.log" \
-    --seed-file="$DIR/munge/munged.seed" --force
-  wait_for 10 munge_ready || failed munged "$DIR/log/munged.log"
-  if [[ ! -d $DIR/db/mysql ]]; then
-    mariadb-install-db --no-defaults --datadir="$DIR/db" --user=root --skip-test-db \
-      --auth-root-authentication-method=normal >"$DIR/log/mariadb-install.log" 2>&1 \
-      || failed mariadb-install-db "$DIR/log/mariadb-install.log"
-  fi
-  on ctl setsid mariadbd --no-defaults --user=root --datadir="$DIR/db" --socket="$DB_SOCKET" \
-    --pid-file="$DIR/run/mariadbd.pid" --log-error="$DIR/log/mariadbd.log" \
-    --skip-networking --innodb-log-file-size=64M --innodb-lock-wait-timeout=900 \
-    </dev/null >/dev/null 2>&1 &
-  wait_for 60 db_ready || failed mariadbd "$DIR/log/mariadbd.log"
+  start_munged_with on ctl
+  start_mariadbd_with on ctl
   on ctl env MYSQL_UNIX_PORT="$DB_SOCKET" SLURM_CONF="$CONF" slurmdbd
   wait_for 30 dbd_ready || failed slurmdbd "$DIR/log/slurmdbd.log"
   if ! on ctl sacctmgr -n -P show cluster format=cluster | grep -qx "$CLUSTER"; then
