@@ -59,8 +59,10 @@ ifeq ($(SLURM),auto)
 	multi-node cluster (the reason is above); the multi-node tests will be skipped"
 endif
 	$(PY) -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup -m "not alone" --durations=15 \
-	tests --ignore=tests/mpi
-	$(PY) -m pytest -ra -m alone --durations=15 tests --ignore=tests/mpi
+	tests --ignore=tests/mpi --ignore=tests/mnode
+	$(PY) -m pytest -ra -m alone --durations=15 tests --ignore=tests/mpi --ignore=tests/mnode
+	@# One at a time, in a pass of their own: they kill and cut the nodes they share.
+	$(PY) -m pytest -ra --durations=10 tests/mnode
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/mpi-tests.sh 2 4
 
 slurm-start:

@@ -111,6 +111,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slurm_env" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.xdist_group("slurm"))
-        # The multi-node tests kill and cut nodes: none may run beside another of them.
+        # The multi-node tests kill and cut nodes: none may run beside another of them
+        # (`make test` runs tests/mnode in a serial pass of its own as well).
         if "mnode_env" in getattr(item, "fixturenames", ()) or item.get_closest_marker("mnode"):
             item.add_marker(pytest.mark.xdist_group("mnode"))
