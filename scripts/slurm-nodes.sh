@@ -169,6 +169,9 @@ start_holder() {
     mount --move "$2" /sys/fs/cgroup
     mount --bind "$3" /etc/hosts
     ip link set lo up
+    # IPv4 only on the private network: no link-local IPv6 addresses (and their duplicate
+    # address detection after a link comes back) for MPI to choose among.
+    sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     touch "$4"
     exec -a "slurm-nodes-host-$1" sleep infinity' \
     holder "$host" "$DIR/run/aux-$host" "$DIR/etc/hosts" "$ready" \

@@ -38,7 +38,7 @@ def check_two_node_record(out, workload: str, one_rank: dict) -> None:
     assert run["provenance"]["hostnames"] == ["node1", "node1", "node2", "node2"]
     assert run["nodes"] == 2
     # The profile's MPI setting is what the ranks ran with (inter-node traffic over TCP).
-    assert run["provenance"]["environment"]["UCX_TLS"] == "tcp,self"
+    assert run["provenance"]["environment"]["FI_PROVIDER"] == "tcp"
     got, expected = run["result"][key], one_rank[key]
     if tolerance is None:
         assert np.array_equal(got, expected), f"{workload} {key} differs from 1 rank"
