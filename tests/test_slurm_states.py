@@ -257,3 +257,11 @@ def test_array_summary_line_is_not_a_task():
     tracker.poll()
     tracker.poll()
     assert sorted(tracker.jobs) == ["5_0", "5_1"] and tracker.done
+
+
+def test_run_started_again_between_two_polls_is_a_restart():
+    job = Tracked("9")
+    for elapsed in ("00:00:20", "00:00:31", "00:00:02", "00:00:09"):
+        job = advance(job, JobRow("9", JobState.RUNNING, "RUNNING", "0:0", elapsed),
+                      source="sacct", age_seconds=5.0)
+    assert job.restarts == 1 and job.state is JobState.RUNNING

@@ -168,7 +168,7 @@ def test_preempted_checkpointing_run_resumes_bit_for_bit(mnode_env, tmp_path):
             waiter.kill()
             subprocess.run(["scancel", urgent], env=env, timeout=60, check=False)
     assert waiter.returncode == 0, stdout + stderr
-    assert "PREEMPTED" in stderr and "requeued=1" in stderr, stderr
+    assert "requeued=1" in stderr, stderr  # hpc wait followed it through its restart
     assert [row[1] for row in sacct(job, env, "-X", "-D")] == ["PREEMPTED", "COMPLETED"]
     assert [row[1] for row in sacct(urgent, env, "-X")] == ["COMPLETED"]
     [record] = read_runs(out)
