@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from hpc import checkpoint as ckpt
-from hpc import provenance
-from hpc.errors import UserError
+from hpc import lifeline, provenance
+from hpc.errors import HpcError, UserError
 from hpc.records import RunRecord, append_run, check_output_path
 from hpc.timing import PhaseTimer
 from hpc.workloads import get_workload
@@ -138,6 +138,7 @@ def _validate_together(spec: RunSpec, comm: Any) -> dict[str, Any] | None:
 
 def run_ranks(spec: RunSpec) -> int:
     """Entry point on every rank; returns the exit code. Aborts the job on any error."""
+    lifeline.watch_launcher()  # end this rank if the hpc process that started it dies
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
@@ -151,7 +152,7 @@ def run_ranks(spec: RunSpec) -> int:
     except BaseException as exc:  # noqa: BLE001 - any failure must end every rank
         code = getattr(exc, "exit_code", 1)
         where = f"[rank {comm.rank}@{MPI.Get_processor_name()}]"
-        if isinstance(exc, UserError):
+        if isinstance(exc, HpcError):
             _say(f"hpc: error: {exc} {where}")
         elif isinstance(exc, KeyboardInterrupt):
             code = 130

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from hpc.atomic import folder_lock
 from hpc.study.plan import Point, size_name
 from hpc.study.spec import StudySpec
 from hpc.study.store import open_study_file, runs_by_point
@@ -13,7 +14,10 @@ from hpc.study.store import open_study_file, runs_by_point
 
 def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Point]:
     """The points without a verified record in ``out``; says which are skipped."""
-    done = [g.point for g in runs_by_point(out, spec, points) if g.latest_ok is not None]
+    # Under the records' folder lock: a writer that passed its last check (hpc.lifeline)
+    # has finished its append before we read.
+    with folder_lock(out.parent):
+        done = [g.point for g in runs_by_point(out, spec, points) if g.latest_ok is not None]
     if done:
         names = ", ".join(p.describe(size_name(spec)) for p in done)
         print(f"resuming {out}: {len(done)} of {len(points)} points already recorded "
