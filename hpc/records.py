@@ -106,13 +106,14 @@ def append_run(path: str | os.PathLike[str], record: RunRecord) -> str:
     space left, the record is saved alone elsewhere (``save_aside``) and ``NoSpace``
     says where.
     """
+    name = ""
     try:
         with edit_file(path, before_commit=lifeline.require_launcher) as f:
             runs = f.require_group("runs")
             name = f"runs/{len(runs) + 1:06d}"
             _write_run(f.create_group(name), record)
     except NoSpace as exc:
-        raise NoSpace(f"{exc}. {save_aside(Path(path), record)}") from None
+        raise NoSpace(f"{exc}. {save_aside(Path(path), record, name)}") from None
     return name
 
 
@@ -124,10 +125,10 @@ def _record_image(record: RunRecord) -> bytes:
     return image.getvalue()
 
 
-def save_aside(path: Path, record: RunRecord) -> str:
-    """Save a record that could not be appended to ``path`` as a file of its own: beside
-    ``path`` if that still fits, else in the temporary folder, else the home folder.
-    Returns a sentence for the user saying where (or that it could not be saved)."""
+def save_aside(path: Path, record: RunRecord, group: str = "") -> str:
+    """Save a record that could not be appended to ``path`` (as ``group``) as a file of
+    its own: beside ``path`` if that still fits, else in the temporary folder, else the
+    home folder. Returns a sentence for the user saying where (or that it was lost)."""
     name = f"{path.stem}.unsaved-{record.run_id[:12] or os.getpid()}{path.suffix or '.h5'}"
     image = _record_image(record)
     for folder in (path.parent, Path(tempfile.gettempdir()), Path.home()):
@@ -136,8 +137,9 @@ def save_aside(path: Path, record: RunRecord) -> str:
             atomic.write_bytes(target, image)
         except (OSError, NoSpace):
             continue
-        return (f"This run was saved to {target}; copy it in once there is room: "
-                f"h5copy -i {target} -o {path} -s /runs/000001 -d /runs/<next number>")
+        return (f"This run was saved to {target}; once there is room, copy its group "
+                f"/runs/000001 into {path} as /{group or 'runs/<next number>'} (h5copy, or "
+                "h5py's Group.copy: docs/SCHEMA.md)")
     return "This run could not be saved anywhere else either: it is lost"
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from hpc import checkpoint as ckpt
 from hpc import lifeline, provenance
-from hpc.errors import HpcError, UserError
+from hpc.errors import HpcError, LauncherLost, NoSpace, UserError
 from hpc.records import RunRecord, append_run, check_output_path
 from hpc.timing import PhaseTimer
 from hpc.workloads import get_workload
@@ -258,7 +258,13 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> 
             timings=timings, result=result, provenance=prov, run_id=progress.run_id,
             segments_utc=[*progress.segments_utc, (segment_start, end)],
         )
-        group = append_run(spec.out, record) if spec.out is not None else None
+        try:
+            group = append_run(spec.out, record) if spec.out is not None else None
+        except (NoSpace, LauncherLost) as exc:
+            # The other ranks wait in the bcast below: end in order, and the message is
+            # not lost to an MPI_Abort tearing down the output streams.
+            _say(f"hpc: error: {exc}")
+            return comm.bcast(exc.exit_code, root=0)
         if spec.checkpoint is not None:
             spec.checkpoint.unlink(missing_ok=True)  # the run is recorded: nothing to resume
         if not spec.quiet:
