@@ -22,6 +22,7 @@ import numpy as np
 from hpc import checkpoint as ckpt
 from hpc import lifeline, provenance
 from hpc.errors import HpcError, LauncherLost, NoSpace, UserError
+from hpc.mpi_start import init_mpi
 from hpc.records import RunRecord, append_run, check_output_path
 from hpc.timing import PhaseTimer
 from hpc.workloads import get_workload
@@ -139,7 +140,7 @@ def _validate_together(spec: RunSpec, comm: Any) -> dict[str, Any] | None:
 def run_ranks(spec: RunSpec) -> int:
     """Entry point on every rank; returns the exit code. Aborts the job on any error."""
     lifeline.watch_launcher()  # end this rank if the hpc process that started it dies
-    from mpi4py import MPI
+    MPI = init_mpi()  # a failure before MPI is up still ends every rank
 
     comm = MPI.COMM_WORLD
     try:

@@ -24,6 +24,7 @@ from typing import Any
 from hpc.errors import UserError
 
 LAUNCHERS = ("srun", "mpirun")
+KILL_ON_BAD_EXIT = "--kill-on-bad-exit=1"
 # The srun PMI plugin each MPI family speaks: Open MPI is built with PMIx; MPICH (the PyPI
 # wheel, Intel MPI, MVAPICH) speaks PMI-2 and refuses PMIx unless built for it.
 SRUN_MPI_FOR_FLAVOR = {"openmpi": "pmix", "mpich": "pmi2"}
@@ -306,7 +307,9 @@ class Resources:
         if self.mpi == "auto":
             raise ValueError("resolve mpi='auto' with with_mpi_resolved() before rendering")
         mpi = [f"--mpi={self.mpi}"] if self.mpi else []
-        return mpi + list(self.launcher_args)
+        # One task failing ends the step at once: a rank that dies in MPI start-up would
+        # otherwise leave the others in MPI_Init until the time limit (hpc.mpi_start).
+        return [KILL_ON_BAD_EXIT, *mpi, *self.launcher_args]
 
     def submitit_parameters(self) -> dict[str, Any]:
         """Parameters for ``submitit.SlurmExecutor.update_parameters``: the same job."""
