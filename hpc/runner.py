@@ -80,19 +80,21 @@ def validate(spec: RunSpec, nranks: int) -> dict[str, Any]:
         raise UserError(f"--repeats must be at least 1, got {spec.repeats}")
     if spec.warmup < 0:
         raise UserError(f"--warmup must be 0 or more, got {spec.warmup}")
-    cls = get_workload(spec.workload)
-    params = cls.resolve_params(spec.params, nranks)
+    params = get_workload(spec.workload).resolve_params(spec.params, nranks)
+    # What the backend's own class can do (UserError for a workload without CUDA kernels):
+    # an option the backend cannot honour is refused here, not ignored by the ranks.
+    cls = workload_class(spec.workload, spec.backend)
+    if spec.checkpoint is not None and not cls.checkpoint_every:
+        raise UserError(f"{cls.name} cannot be checkpointed with --backend {spec.backend} "
+                        "(heat2d and nbody can, on every backend)")
     if spec.backend == "cuda":
         from hpc.gpu import require_cuda
 
-        workload_class(spec.workload, spec.backend)
         require_cuda()  # says what is missing: PyCUDA, the driver, a device or nvcc
     load_kernels(spec.backend)
     if spec.out is not None:
         check_output_path(spec.out)
     if spec.checkpoint is not None:
-        if not cls.checkpoint_every:
-            raise UserError(f"{cls.name} cannot be checkpointed (heat2d and nbody can)")
         ckpt.check_checkpoint_path(spec.checkpoint, spec.identity(params, nranks), spec.out)
     return params
 

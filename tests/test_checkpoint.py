@@ -2,123 +2,18 @@
 
 A run is stopped with SIGUSR1 in its last timed repeat, so the final result comes from
 state that crossed the checkpoint; resumed, it must equal an uninterrupted run bit for
-bit. The Slurm side (--signal, requeue) is in tests/slurm.
+bit. The Slurm side (--signal, requeue) is in tests/slurm; the CUDA backend's runs, which
+go through the same step loop, in tests/test_cuda_gpu.py.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-from pathlib import Path
-
-import h5py
 import numpy as np
 import pytest
 
-from hpc.checkpoint import EXIT_CHECKPOINTED, FORMAT_NAME
-from hpc.records import read_runs
-from tests.conftest import ROOT, RUN_TIMEOUT, assert_ok, run_hpc
-
-HEAT = ("heat2d", "--size", "128", "--steps", "3000")
-NBODY = ("nbody", "--size", "601", "--steps", "150")
-
-
-def start_run(*args: str) -> subprocess.Popen:
-    """`hpc run` in the background, its stderr readable line by line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "HYDRA_"))}
-    return subprocess.Popen([sys.executable, "-m", "hpc", "run", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_line(proc: subprocess.Popen, text: str) -> None:
-    for line in proc.stderr:
-        if text in line:
-            return
-    raise AssertionError(f"the run ended (exit {proc.wait()}) before printing {text!r}")
-
-
-def finish(proc: subprocess.Popen) -> tuple[int, str]:
-    """Exit code and the rest of stderr (read from the same buffer as wait_for_line)."""
-    deadline = threading.Timer(RUN_TIMEOUT, proc.kill)  # a hang fails instead of stalling
-    deadline.start()
-    try:
-        rest = proc.stderr.read()
-        return proc.wait(), rest
-    finally:
-        deadline.cancel()
-
-
-def rank_pids(launcher: int) -> dict[int, int]:
-    """MPI rank -> pid of the Python processes started under ``launcher``."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    ranks, todo = {}, list(children.get(launcher, []))
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        try:
-            env = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        rank = next((v[len(b"PMI_RANK="):] for v in env if v.startswith(b"PMI_RANK=")), None)
-        if rank is not None and "python" in (Path("/proc") / str(pid) / "comm").read_text():
-            ranks[int(rank)] = pid
-    return ranks
-
-
-def stop_in_last_repeat(tmp_path: Path, workload: tuple[str, ...], ranks: int,
-                        signal_rank: int | None) -> tuple[Path, Path, tuple[str, ...], dict]:
-    """Run 2 timed repeats; after the first, send SIGUSR1 to one rank, or to the launcher
-    (mpiexec passes it on to every rank). Returns the record and checkpoint paths, the
-    arguments of the run and the timings saved in the checkpoint."""
-    out, ckpt = tmp_path / "runs.h5", tmp_path / "run.ckpt.h5"
-    args = (*workload, "--np", str(ranks), "--repeats", "2", "--warmup", "0", "--out", str(out),
-            "--checkpoint", str(ckpt))
-    proc = start_run(*args)
-    wait_for_line(proc, "repeat 1/2")
-    if signal_rank is None:
-        proc.send_signal(signal.SIGUSR1)
-    else:
-        os.kill(rank_pids(proc.pid)[signal_rank], signal.SIGUSR1)
-    code, output = finish(proc)
-    assert code == EXIT_CHECKPOINTED, output
-    assert "state saved to" in output and not out.exists()
-    with h5py.File(ckpt, "r") as f:
-        assert f.attrs["format"] == FORMAT_NAME
-        assert f.attrs["iteration"] == 1  # the second, last repeat
-        assert 0 < f["state"].attrs["step"] < int(workload[4])
-        assert f["timings"].shape == (1, ranks, 3) and f["partial"].shape == (ranks, 3)
-        saved = {"first_repeat": f["timings"][0], "partial": f["partial"][()]}
-    return out, ckpt, args, saved
-
-
-def uninterrupted(tmp_path: Path, workload: tuple[str, ...], ranks: int) -> dict:
-    path = tmp_path / "reference.h5"
-    assert_ok(run_hpc("run", *workload, "--np", str(ranks), "--repeats", "1", "--warmup", "0",
-                      "--out", str(path)))
-    return read_runs(path)[0]
-
-
-def check_resumed(out: Path, ckpt: Path, ranks: int, saved: dict) -> dict:
-    [run] = read_runs(out)
-    assert run["segments"] == 2 and run["resumed"] is True
-    assert len(run["segments_utc"]) == 2 and run["start_utc"] == run["segments_utc"][0][0]
-    timings = run["timings"]
-    assert timings.shape == (2, ranks, 3)
-    # The finished repeat is carried over as measured; the stopped one adds both parts.
-    assert np.array_equal(timings[0], saved["first_repeat"])
-    assert np.all(timings[1] > saved["partial"])
-    assert run["verified"] and not ckpt.exists()  # a recorded run leaves nothing to resume
-    return run
+from hpc.checkpoint import EXIT_CHECKPOINTED
+from tests.checkpointing import HEAT, NBODY, check_resumed, stop_in_last_repeat, uninterrupted
+from tests.conftest import assert_ok, run_hpc
 
 
 def test_heat2d_stopped_on_one_rank_resumes_bit_for_bit(tmp_path):
@@ -201,3 +96,46 @@ def test_a_records_file_is_not_taken_for_a_checkpoint(tmp_path):
 def test_only_steppable_workloads_take_checkpoint(tmp_path):
     proc = run_hpc("run", "pi", "--checkpoint", str(tmp_path / "c.h5"))
     assert proc.returncode == 2 and "unrecognized arguments: --checkpoint" in proc.stderr
+
+
+def stepped_classes() -> list[type]:
+    """Every workload class of every backend that can be checkpointed."""
+    from hpc.workloads import WORKLOADS
+    from hpc.workloads.cuda import CUDA_WORKLOADS
+
+    return [cls for cls in {*WORKLOADS.values(), *CUDA_WORKLOADS.values()}
+            if cls.checkpoint_every]
+
+
+def test_every_backend_runs_the_one_step_loop():
+    # The tests above exercise SteppedWorkload.execute through the CPU classes; a backend
+    # that wrote its own loop would skip the stop agreement and the resume (the CUDA
+    # classes once did: SIGUSR1 was ignored and a requeued run started from step 1).
+    from hpc.workloads.base import SteppedWorkload
+
+    classes = stepped_classes()
+    assert {c.__name__ for c in classes} >= {"Heat2D", "NBody", "Heat2DCuda", "NBodyCuda"}
+    for cls in classes:
+        assert issubclass(cls, SteppedWorkload), cls
+        assert cls.execute is SteppedWorkload.execute, f"{cls.__name__} re-implements execute"
+        for hook in ("reset", "save_state", "load_state", "advance"):
+            assert getattr(cls, hook) is not getattr(SteppedWorkload, hook), (cls, hook)
+
+
+@pytest.mark.parametrize("workload, backend, refused", [
+    ("kmeans", "numpy", True), ("kmeans", "cuda", True), ("pi", "cython", True),
+    ("heat2d", "cuda", False), ("nbody", "cuda", False)])
+def test_validate_asks_the_backend_whether_it_can_checkpoint(tmp_path, workload, backend,
+                                                             refused):
+    from hpc.errors import UserError
+    from hpc.runner import RunSpec, validate
+
+    spec = RunSpec(workload, backend, {}, checkpoint=tmp_path / "c.h5")
+    try:
+        validate(spec, 2)
+        message = ""
+    except UserError as exc:  # without a GPU, an accepted cuda run fails on CUDA itself
+        message = str(exc)
+    assert ("cannot be checkpointed" in message) == refused, message
+    if refused:
+        assert f"--backend {backend}" in message

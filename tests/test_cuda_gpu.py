@@ -23,6 +23,7 @@ import pytest
 from hpc.gpu import probe
 from hpc.records import read_runs
 from kernels import load_backend
+from tests.checkpointing import check_resumed, stop_in_last_repeat, uninterrupted
 from tests.conftest import assert_ok, run_hpc
 
 CUDA = probe()
@@ -272,6 +273,30 @@ def test_cuda_run_equals_numpy(cu, tmp_path, workload, ranks):
     assert list(cuda["rank_node_local_rank"]) == list(range(ranks))
     assert list(cuda["rank_device_ordinal"]) == [0] * ranks  # both ranks share the one GPU
     assert cuda["cuda_aware_mpi_detection"]
+
+
+# Large enough that the second repeat is still running when the signal arrives.
+GPU_CHECKPOINT = {
+    "heat2d": (("heat2d", "--size", "2048", "--steps", "40000", "--backend", "cuda"),
+               ("checksum", "residual_history")),
+    "nbody": (("nbody", "--size", "32768", "--steps", "1000", "--backend", "cuda"),
+              ("positions", "velocities", "energy_final")),
+}
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("workload", list(GPU_CHECKPOINT))
+def test_cuda_checkpoint_resumes_bit_for_bit(cu, tmp_path, workload, ranks):
+    """SIGUSR1 in the last repeat: the CUDA run saves its device state and exits 75;
+    started again it resumes and ends equal to an uninterrupted CUDA run, bit for bit."""
+    args, keys = GPU_CHECKPOINT[workload]
+    out, ckpt, resume_args, saved = stop_in_last_repeat(tmp_path, args, ranks=ranks,
+                                                        signal_rank=None)
+    assert_ok(run_hpc("run", *resume_args, timeout=900))
+    run = check_resumed(out, ckpt, ranks=ranks, saved=saved)
+    reference = uninterrupted(tmp_path, args, ranks=ranks)
+    for key in keys:
+        assert np.array_equal(run["result"][key], reference["result"][key]), key
 
 
 def test_cached_kernels_run_without_nvcc(cu, tmp_path):

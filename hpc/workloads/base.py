@@ -165,3 +165,32 @@ class Workload(ABC):
     def load_state(self, saved: Any) -> None:
         """Instead of reset(): continue from an hpc.checkpoint.SavedState."""
         raise NotImplementedError(f"{self.name} cannot be checkpointed")
+
+
+class SteppedWorkload(Workload):
+    """A workload that advances in numbered steps (``params["steps"]`` of them).
+
+    The step loop lives here once, for every backend: it resumes from ``self.step``, asks
+    the ranks whether to stop for a checkpoint and stops at the same step on all of them.
+    A backend overrides the per-step hook ``advance`` (and ``begin``) and moves its state
+    to and from the host in ``save_state``/``load_state``; it never re-implements
+    ``execute``, so a change to the loop reaches every backend (a test checks this).
+    """
+
+    step: int = 0  # steps done in this repeat; reset() sets it to 0, load_state to the saved
+
+    def begin(self, timer: PhaseTimer) -> None:  # noqa: B027 - optional hook
+        """Before the first step of a repeat, and again after a resume."""
+
+    @abstractmethod
+    def advance(self, step: int, timer: PhaseTimer) -> None:
+        """Do step number ``step`` (1-based), timing its phases on ``timer``."""
+
+    def execute(self, timer: PhaseTimer) -> None:
+        self.begin(timer)
+        last = self.params["steps"]
+        for step in range(self.step + 1, last + 1):
+            self.advance(step, timer)
+            self.step = step
+            if step < last and self.stop_agreed(step, timer):
+                return

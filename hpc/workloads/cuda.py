@@ -9,6 +9,10 @@ count) are reduced on the host. ``collect`` copies the final state back and hand
 to the CPU version. Compute phases end with a device synchronisation, so the phase timings
 hold the kernels' time rather than their launch.
 
+The step loop (resume, checkpoint agreement) is the CPU classes' own
+(hpc.workloads.base.SteppedWorkload): these classes override only the per-step hooks and
+move their state to the host for a checkpoint (``save_state``) and back (``load_state``).
+
 ``self.kernels`` is kernels.cuda_backend; ``hpc.gpu.bind_device`` made this rank's context.
 """
 
@@ -53,6 +57,15 @@ class Heat2DCuda(Heat2D):
         self.kernels.copy_device(self.u_d, self.u0_d)
         self.kernels.copy_device(self.v_d, self.u0_d)  # the halo of v holds the boundary too
         self.residuals: list[float] = []
+        self.step = 0
+
+    def save_state(self) -> dict[str, Any]:
+        self.u = self.u_d.get()
+        return super().save_state()
+
+    def load_state(self, saved: Any) -> None:
+        super().load_state(saved)  # reset() on the device, the saved field into self.u
+        self.u_d.set(self.u)
 
     def _exchange_halo_device(self, u: Any) -> None:
         if not self.sides:
@@ -74,25 +87,21 @@ class Heat2DCuda(Heat2D):
         self.halo.from_mpi()
         cu.heat2d_unpack_halo_device(self.halo_d, u, self.sides)
 
-    def execute(self, timer: PhaseTimer) -> None:
-        cu = self.kernels
-        every = self.params["residual_every"]
-        u, v = self.u_d, self.v_d
-        for step in range(1, self.params["steps"] + 1):
+    def advance(self, step: int, timer: PhaseTimer) -> None:
+        cu, u, v = self.kernels, self.u_d, self.v_d
+        with timer.phase("communication"):
+            self._exchange_halo_device(u)
+        if step % self.params["residual_every"] == 0:
+            with timer.phase("compute"):
+                local = cu.heat2d_step_residual(u, v)  # waits for the kernel
             with timer.phase("communication"):
-                self._exchange_halo_device(u)
-            if step % every == 0:
-                with timer.phase("compute"):
-                    local = cu.heat2d_step_residual(u, v)  # waits for the kernel
-                with timer.phase("communication"):
-                    total = self.cart.allreduce(local, op=MPI.SUM)
-                self.residuals.append(float(np.sqrt(total)))
-            else:
-                with timer.phase("compute"):
-                    cu.heat2d_step(u, v)
-                    cu.synchronize()
-            u, v = v, u
-        self.u_d, self.v_d = u, v
+                total = self.cart.allreduce(local, op=MPI.SUM)
+            self.residuals.append(float(np.sqrt(total)))
+        else:
+            with timer.phase("compute"):
+                cu.heat2d_step(u, v)
+                cu.synchronize()
+        self.u_d, self.v_d = v, u
 
     def collect(self) -> dict[str, Any] | None:
         self.u = self.u_d.get()
@@ -118,6 +127,17 @@ class NBodyCuda(NBody):
     def reset(self) -> None:
         self.pos_d.set(self.pos0)
         self.vel_d.set(np.ascontiguousarray(self.vel0[:, self.lo:self.hi]))
+        self.step = 0
+
+    def save_state(self) -> dict[str, Any]:
+        self.pos, self.vel, self.acc = self.pos_d.get(), self.vel_d.get(), self.acc_d.get()
+        return super().save_state()
+
+    def load_state(self, saved: Any) -> None:
+        super().load_state(saved)  # reset() on the device, the saved state into host arrays
+        self.pos_d.set(self.pos)
+        self.vel_d.set(self.vel)
+        self.acc_d.set(self.acc)
 
     def _accelerations(self) -> None:
         cu = self.kernels
@@ -135,24 +155,26 @@ class NBodyCuda(NBody):
                                                 self.displs, MPI.DOUBLE])
         self.pos_stage.from_mpi()
 
-    def execute(self, timer: PhaseTimer) -> None:
+    def begin(self, timer: PhaseTimer) -> None:
+        if self.step == 0:  # a resumed run has the accelerations of its last step
+            with timer.phase("compute"):
+                self._accelerations()
+                self.kernels.synchronize()
+
+    def advance(self, step: int, timer: PhaseTimer) -> None:
         cu = self.kernels
         dt = self.params["dt"]
         half = 0.5 * dt  # numpy evaluates 0.5 * dt * acc as (0.5 * dt) * acc
         with timer.phase("compute"):
-            self._accelerations()
+            cu.nbody_kick_device(self.vel_d, self.acc_d, half)
+            cu.nbody_drift_device(self.pos_d, self.vel_d, dt, self.lo)
             cu.synchronize()
-        for _ in range(self.params["steps"]):
-            with timer.phase("compute"):
-                cu.nbody_kick_device(self.vel_d, self.acc_d, half)
-                cu.nbody_drift_device(self.pos_d, self.vel_d, dt, self.lo)
-                cu.synchronize()
-            with timer.phase("communication"):
-                self._share_positions_device()
-            with timer.phase("compute"):
-                self._accelerations()
-                cu.nbody_kick_device(self.vel_d, self.acc_d, half)
-                cu.synchronize()
+        with timer.phase("communication"):
+            self._share_positions_device()
+        with timer.phase("compute"):
+            self._accelerations()
+            cu.nbody_kick_device(self.vel_d, self.acc_d, half)
+            cu.synchronize()
 
     def collect(self) -> dict[str, Any] | None:
         self.pos, self.vel = self.pos_d.get(), self.vel_d.get()

@@ -15,7 +15,7 @@ import numpy as np
 
 from hpc.lazympi import MPI
 from hpc.timing import PhaseTimer
-from hpc.workloads.base import Block, Param, Verification, Workload
+from hpc.workloads.base import Block, Param, SteppedWorkload, Verification
 from hpc.workloads.decomp import block_counts
 
 REFERENCE_MAX_INTERACTIONS = int(os.environ.get("HPC_REFERENCE_MAX_WORK", 5 * 10**7))
@@ -46,7 +46,7 @@ def leapfrog(kernels: Any, pos: np.ndarray, vel: np.ndarray, mass: np.ndarray,
     return pos, vel
 
 
-class NBody(Workload):
+class NBody(SteppedWorkload):
     name = "nbody"
     summary = "all-pairs gravity with softening, leapfrog, Allgatherv of positions"
     params = (
@@ -93,9 +93,11 @@ class NBody(Workload):
         self.reset()
         mine = (slice(None), slice(self.lo, self.hi))
         self.step = int(saved.scalar("step"))
-        self.pos[...] = saved.array("positions")
-        self.vel[...] = saved.block("velocities", mine)
-        self.acc[...] = saved.block("accelerations", mine)
+        # New host arrays, not reset()'s: a backend whose reset() works elsewhere (CUDA)
+        # takes its state from these after this.
+        self.pos = np.array(saved.array("positions"), dtype=float)
+        self.vel = np.array(saved.block("velocities", mine), dtype=float)
+        self.acc = np.array(saved.block("accelerations", mine), dtype=float)
 
     def _local_positions(self) -> np.ndarray:
         return np.ascontiguousarray(self.pos[:, self.lo:self.hi])
@@ -104,24 +106,22 @@ class NBody(Workload):
         for d in range(3):
             self.comm.Allgatherv(local[d], [self.pos[d], self.counts, self.displs, MPI.DOUBLE])
 
-    def execute(self, timer: PhaseTimer) -> None:
-        dt, steps = self.params["dt"], self.params["steps"]
+    def begin(self, timer: PhaseTimer) -> None:
         if self.step == 0:  # a resumed run has the accelerations of its last step
             with timer.phase("compute"):
                 self.kernels.nbody_accel(self._local_positions(), self.pos, self.mass,
                                          self.eps2, self.acc)
-        for step in range(self.step + 1, steps + 1):
-            with timer.phase("compute"):
-                self.vel += 0.5 * dt * self.acc
-                local = self._local_positions() + dt * self.vel
-            with timer.phase("communication"):
-                self._share_positions(local)
-            with timer.phase("compute"):
-                self.kernels.nbody_accel(local, self.pos, self.mass, self.eps2, self.acc)
-                self.vel += 0.5 * dt * self.acc
-            self.step = step
-            if step < steps and self.stop_agreed(step, timer):
-                return
+
+    def advance(self, step: int, timer: PhaseTimer) -> None:
+        dt = self.params["dt"]
+        with timer.phase("compute"):
+            self.vel += 0.5 * dt * self.acc
+            local = self._local_positions() + dt * self.vel
+        with timer.phase("communication"):
+            self._share_positions(local)
+        with timer.phase("compute"):
+            self.kernels.nbody_accel(local, self.pos, self.mass, self.eps2, self.acc)
+            self.vel += 0.5 * dt * self.acc
 
     def total_energy(self, pos: np.ndarray, vel_local: np.ndarray) -> float:
         """Collective: kinetic plus potential energy of all bodies."""
