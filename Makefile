@@ -11,6 +11,9 @@ PY     := $(BIN)/python
 # mpiexec already on PATH (a cluster's module), and builds nothing extra.
 MPI    ?= mpich
 STAMP  := $(VENV)/.installed-$(MPI)
+# pytest-xdist workers for the serial test files (each test starts its own processes;
+# most of them wait on mpiexec). Tests marked `alone` run afterwards without workers.
+TEST_WORKERS ?= 2
 # Every MPI test run is bounded so that a failing rank can never hang CI.
 MPI_TEST_TIMEOUT ?= 900
 # SLURM=auto: `make test` starts the local Slurm cluster (scripts/slurm-cluster.sh) when
@@ -49,7 +52,9 @@ ifeq ($(SLURM),auto)
 	@bash scripts/slurm-cluster.sh start || echo "make test: no local Slurm cluster (the \
 	reason is above); the Slurm tests will be skipped"
 endif
-	$(PY) -m pytest -ra tests --ignore=tests/mpi
+	$(PY) -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup -m "not alone" --durations=15 \
+	tests --ignore=tests/mpi
+	$(PY) -m pytest -ra -m alone --durations=15 tests --ignore=tests/mpi
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/mpi-tests.sh 2 4
 
 slurm-start:

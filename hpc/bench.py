@@ -1,9 +1,11 @@
 """``hpc bench``: single-rank kernel throughput, beside the machine's own yardsticks.
 
 Measured in the same run: the memory bandwidth of a STREAM-like triad (the ceiling of
-the memory-bound heat2d stencil) and, when a C compiler is present, plain C versions of
-heat2d and nbody built with -O3 -march=native (kernels/c/reference.c), so the Cython
-kernels are judged against C on this machine, not against a number from elsewhere.
+the memory-bound heat2d stencil), and, when a C compiler is present, plain C versions of
+heat2d and nbody built with -O3 -march=native -fno-math-errno (kernels/c/reference.c)
+and the core's FP64 peak (chains of vector FMAs, the ceiling of nbody), so the kernels
+are judged against C and against the physical limits of this machine, not against
+numbers from elsewhere. Each kernel is printed as a fraction of its limit.
 Every figure is the best of several timed calls after a warm-up call. Where CUDA is
 usable, the CUDA kernels follow with their own yardsticks (hpc/bench_cuda.py).
 """
@@ -23,9 +25,18 @@ from typing import Any
 
 import numpy as np
 
+from hpc.errors import UserError
 from hpc.show import format_table
 
 C_SOURCE = Path(__file__).resolve().parent.parent / "kernels" / "c" / "reference.c"
+# -fno-math-errno: sqrt becomes the bare instruction and gcc vectorises the n-body loop.
+C_FLAGS = ("-O3", "-march=native", "-fno-math-errno")
+# Bytes of memory traffic per heat2d site update: read u (its neighbours come from the
+# cache), write out, and read out first (write-allocate).
+HEAT2D_BYTES_PER_SITE = 24
+# Flops per n-body interaction as the kernels compute it: 3 subtractions, r2 (3 mul +
+# 3 add), sqrt, mul, division, and the three accumulations (3 mul + 3 add).
+NBODY_FLOPS = 18
 
 
 @dataclass
@@ -48,9 +59,10 @@ def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
 
 
 def triad_bandwidth(kernels: Any, n: int) -> float:
-    """GB/s of a[i] = b[i] + s*c[i]: 24 bytes moved per element (no write-allocate counted)."""
+    """GB/s of a[i] = b[i] + s*c[i], counting 32 bytes per element: b, c, and a written
+    and first read into the cache (write-allocate)."""
     a, b, c = np.zeros(n), np.ones(n), np.full(n, 2.0)
-    return 24 * n / best_seconds(lambda: kernels.triad(a, b, c, 3.0), 5) / 1e9
+    return 32 * n / best_seconds(lambda: kernels.triad(a, b, c, 3.0), 5) / 1e9
 
 
 def bench_backend(name: str, kernels: Any, quick: bool) -> list[Figure]:
@@ -94,14 +106,15 @@ def c_reference(quick: bool) -> tuple[list[Figure], str | None]:
     n = 1024 if quick else 4096
     with tempfile.TemporaryDirectory() as tmp:
         exe = Path(tmp) / "reference"
-        build = subprocess.run([cc, "-O3", "-march=native", "-o", str(exe), str(C_SOURCE),
-                                "-lm"], capture_output=True, text=True, check=False)
+        build = subprocess.run([cc, *C_FLAGS, "-o", str(exe), str(C_SOURCE), "-lm"],
+                               capture_output=True, text=True, check=False)
         if build.returncode != 0:
             return [], f"C reference did not compile: {build.stderr.strip()[:300]}"
         figures = []
-        for workload, steps in (("heat2d", 20), ("nbody", 5)):
-            out = subprocess.run([str(exe), workload, str(n), str(steps)], capture_output=True,
-                                 text=True, check=False, timeout=600)
+        for workload, size, steps in (("heat2d", n, 20), ("nbody", n, 5),
+                                      ("peak", 50 if quick else 400, 5)):
+            out = subprocess.run([str(exe), workload, str(size), str(steps)],
+                                 capture_output=True, text=True, check=False, timeout=600)
             if out.returncode != 0:
                 return figures, f"C reference {workload} failed: {out.stderr.strip()[:300]}"
             line = json.loads(out.stdout.strip().splitlines()[-1])
@@ -134,13 +147,32 @@ def run_bench(quick: bool = False, c_reference_wanted: bool = True,
         reference, why_not = c_reference(quick)
     from hpc.bench_cuda import cuda_section
 
+    peak = [f for f in reference if f.workload == "fp64_peak"]
+    reference = [f for f in reference if f.workload != "fp64_peak"]
+    limits = {
+        "memory_bandwidth_GBps": bandwidth,
+        "heat2d_MLUPs": bandwidth * 1e3 / HEAT2D_BYTES_PER_SITE,
+        "fp64_peak_GFLOPs": peak[0].value if peak else None,
+        "nbody_Minteractions": peak[0].value * 1e3 / NBODY_FLOPS if peak else None,
+    }
     return {
         "kernels": [asdict(f) for f in figures],
         "memory_bandwidth_GBps": bandwidth,
         "c_reference": [asdict(f) for f in reference],
+        "c_reference_flags": " ".join(C_FLAGS),
         "c_reference_note": why_not,
+        "limits": limits,
+        "fraction_of_limit": fractions_of_limit(figures + reference, limits),
         "cuda": cuda_section(quick, progress),
     }
+
+
+def fractions_of_limit(figures: list[Figure], limits: dict[str, Any]) -> list[dict[str, Any]]:
+    """heat2d against the memory-bandwidth bound, nbody against the FP64 peak."""
+    bound = {"heat2d": limits["heat2d_MLUPs"], "nbody": limits["nbody_Minteractions"]}
+    return [{"workload": f.workload, "backend": f.backend, "size": f.size,
+             "fraction": f.value / bound[f.workload]}
+            for f in figures if bound.get(f.workload)]
 
 
 def ratios_to_c(report: dict[str, Any]) -> dict[str, float]:
@@ -152,27 +184,76 @@ def ratios_to_c(report: dict[str, Any]) -> dict[str, float]:
             and f["size"] == c[f["workload"]]["size"]}
 
 
-def cmd_bench(as_json: bool = False, quick: bool = False, c_reference: bool = True) -> int:
+def cmd_bench(as_json: bool = False, quick: bool = False, c_reference: bool = True,
+              sections: str = "all", nranks: int = 2) -> int:
+    """``sections``: "all", "kernels" (--no-mpi) or "mpi" (--mpi)."""
+    from hpc.bench_mpi import format_mpi_section, mpi_section
+
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    report = run_bench(quick, c_reference, progress)
-    report["cython_over_c"] = ratios_to_c(report)
+    if sections != "kernels" and nranks < 2:
+        raise UserError(f"the MPI section of hpc bench needs --np 2 or more, got {nranks}")
+    report: dict[str, Any] = {}
+    if sections != "mpi":
+        report = run_bench(quick, c_reference, progress)
+        report["cython_over_c"] = ratios_to_c(report)
+    if sections != "kernels":
+        report["mpi"] = mpi_section(nranks, quick, _fastest_cpu_backend(), progress)
+        if sections == "mpi" and "note" in report["mpi"]:
+            raise UserError(f"hpc bench --mpi: {report['mpi']['note']}")  # nothing measured
     if as_json:
         print(json.dumps(report, indent=2))
         return 0
+    if sections != "mpi":
+        print(format_kernel_sections(report))
+    if sections != "kernels":
+        print(f"\n{format_mpi_section(report['mpi'])}")
+    return 0
+
+
+def format_kernel_sections(report: dict[str, Any]) -> str:
     ratios = report["cython_over_c"]
+    limit = {(f["workload"], f["backend"], f["size"]): f["fraction"]
+             for f in report["fraction_of_limit"]}
     rows = [(f["workload"], f["backend"], str(f["size"]), f"{f['value']:.1f}", f["unit"],
              f"{ratios[f['workload']]:.0%}" if f["backend"] == "cython"
-             and f["workload"] in ratios else "")
+             and f["workload"] in ratios else "",
+             _percent(limit.get((f["workload"], f["backend"], f["size"]))))
             for f in report["kernels"] + report["c_reference"]]
-    print(format_table(rows, ("workload", "backend", "size", "value", "unit", "vs C")))
-    bw = report["memory_bandwidth_GBps"]
-    print(f"\nmemory bandwidth (triad, one core): {bw:.1f} GB/s"
-          f" -> heat2d ceiling about {bw * 1e3 / 16:.0f} MLUP/s at 16 bytes per site update")
+    lines = [format_table(rows, ("workload", "backend", "size", "value", "unit", "vs C",
+                                 "of limit"))]
+    limits = report["limits"]
+    lines.append(f"\nlimits on this machine (one core, measured in this run):\n"
+                 f"  memory bandwidth (triad, write-allocate counted): "
+                 f"{limits['memory_bandwidth_GBps']:.1f} GB/s -> heat2d at most "
+                 f"{limits['heat2d_MLUPs']:.0f} MLUP/s ({HEAT2D_BYTES_PER_SITE} bytes per site "
+                 "update: read u, write out and read it first)")
+    if limits["fp64_peak_GFLOPs"]:
+        lines.append(f"  FP64 peak (vector FMA chains, kernels/c/reference.c peak): "
+                     f"{limits['fp64_peak_GFLOPs']:.1f} GFLOP/s -> nbody at most "
+                     f"{limits['nbody_Minteractions']:.0f} Minteractions/s ({NBODY_FLOPS} "
+                     "flops per interaction, sqrt and division counted as one each)")
+    lines.append(f"C reference built with: cc {report['c_reference_flags']}")
     if report["c_reference_note"]:
-        print(f"C reference: {report['c_reference_note']}")
+        lines.append(f"C reference: {report['c_reference_note']}")
     from hpc.bench_cuda import format_cuda_section
 
-    print(f"\n{format_cuda_section(report['cuda'])}")
-    return 0
+    lines.append(f"\n{format_cuda_section(report['cuda'])}")
+    return "\n".join(lines)
+
+
+def _percent(fraction: float | None) -> str:
+    if fraction is None:
+        return ""
+    return f"{fraction:.0%}" if fraction >= 0.1 else f"{fraction:.1%}"
+
+
+def _fastest_cpu_backend() -> str:
+    from kernels import load_backend
+
+    try:
+        load_backend("cython")
+    except ImportError:
+        return "numpy"  # not built: the halo is still measured, with slower updates
+    return "cython"

@@ -129,12 +129,20 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
                                "HDF5, Slurm)")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(handler=_cmd_info)
-    bench = commands.add_parser("bench", help="single-rank kernel throughput beside memory "
-                                "bandwidth and plain C")
+    bench = commands.add_parser("bench", help="kernel throughput as a fraction of this "
+                                "machine's limits, plain C, and MPI's communication limits")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     bench.add_argument("--no-c", dest="c_reference", action="store_false",
                        help="skip compiling and running the plain C reference")
+    which = bench.add_mutually_exclusive_group()
+    which.add_argument("--mpi", dest="sections", action="store_const", const="mpi",
+                       default="all", help="only the MPI section: ping-pong, Allreduce and "
+                       "heat2d's halo exchange against ping-pong")
+    which.add_argument("--no-mpi", dest="sections", action="store_const", const="kernels",
+                       help="skip the MPI section")
+    bench.add_argument("--np", type=_positive_int, default=2, metavar="P",
+                       help="ranks of the MPI section (default: %(default)s)")
     bench.set_defaults(handler=_cmd_bench)
     show = commands.add_parser("show", help="table of the runs in HDF5 record files")
     show.add_argument("files", nargs="+", type=Path, metavar="FILE.h5")
@@ -150,7 +158,8 @@ def _cmd_info(args: argparse.Namespace, argv: list[str]) -> int:
 def _cmd_bench(args: argparse.Namespace, argv: list[str]) -> int:
     from hpc.bench import cmd_bench
 
-    return cmd_bench(as_json=args.json, quick=args.quick, c_reference=args.c_reference)
+    return cmd_bench(as_json=args.json, quick=args.quick, c_reference=args.c_reference,
+                     sections=args.sections, nranks=args.np)
 
 
 def _cmd_show(args: argparse.Namespace, argv: list[str]) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 from hpc import atomic, lifeline
 from hpc.errors import NoSpace, UserError
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 FORMAT_NAME = "hpc-suite run records"
 
 
@@ -58,6 +58,8 @@ class RunRecord:
     # (start, end) UTC of each stretch the run ran in: one, or more when it was stopped
     # with a checkpoint and resumed (hpc.checkpoint).
     segments_utc: list[tuple[str, str]] = field(default_factory=list)
+    # Cores, oversubscription, contention and CPU time per rank (hpc.machine.summarise).
+    machine: dict[str, Any] = field(default_factory=dict)
 
 
 def check_output_path(path: str | os.PathLike[str]) -> Path:
@@ -196,6 +198,8 @@ def _write_run(group: h5py.Group, r: RunRecord) -> None:
     timings.attrs["units"] = "s"
     _write_attrs(group.create_group("result"), r.result)
     _write_attrs(group.create_group("provenance"), r.provenance)
+    if r.machine:
+        _write_attrs(group.create_group("machine"), r.machine)
 
 
 def _read_group(group: h5py.Group) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from hpc import checkpoint as ckpt
-from hpc import lifeline, provenance
+from hpc import lifeline, machine, provenance
 from hpc.errors import HpcError, LauncherLost, NoSpace, UserError
 from hpc.mpi_start import init_mpi
 from hpc.records import RunRecord, append_run, check_output_path
@@ -148,10 +148,12 @@ def run_ranks(spec: RunSpec) -> int:
     try:
         # Listen for the stop signal from the start: unhandled, SIGUSR1 would kill the rank.
         stop = ckpt.StopRequest() if spec.checkpoint is not None else None
+        # Rank 0's git and package scan run in a thread while the ranks validate and set up.
+        prefetched = provenance.Prefetch() if comm.rank == 0 else None
         params = _validate_together(spec, comm)
         if params is None:
             return UserError.exit_code
-        return _run(spec, params, comm, stop)
+        return _run(spec, params, comm, stop, prefetched)
     except BaseException as exc:  # noqa: BLE001 - any failure must end every rank
         code = getattr(exc, "exit_code", 1)
         where = f"[rank {comm.rank}@{MPI.Get_processor_name()}]"
@@ -209,7 +211,8 @@ def _repeats(spec: RunSpec, workload: Any, progress: ckpt.Progress, saved: Any,
     return local
 
 
-def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> int:
+def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None,
+         prefetched: provenance.Prefetch | None = None) -> int:
     cls = workload_class(spec.workload, spec.backend)
     kernels, gpu = load_kernels(spec.backend), None
     if spec.backend == "cuda":
@@ -230,7 +233,11 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> 
             if comm.rank == 0 and not spec.quiet:
                 _say(f"  resuming from {spec.checkpoint} (segment "
                      f"{len(progress.segments_utc) + 1})")
+        if prefetched is not None:
+            prefetched.result()  # done before the probe: git must not count as other load
+        probe = machine.Probe()  # this rank's CPU against wall time, the node's load
         local = _repeats(spec, workload, progress, saved, checkpoint_file.close)
+        usages = comm.gather(probe.stop(), root=0) if local is not None else None
     if local is None:  # stopped on request
         progress.segments_utc.append((segment_start, utc_now()))
         ckpt.save(spec.checkpoint, comm, spec.identity(params, comm.size), progress,
@@ -242,7 +249,7 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> 
 
     gathered = comm.gather(local, root=0)
     result = workload.collect()
-    prov = provenance.collect(comm)
+    prov = provenance.collect(comm, prefetched)
     if gpu is not None:
         prov["cuda"] = gpu.provenance(comm)  # collective; devices, driver, CUDA versions
     code = 0
@@ -260,6 +267,7 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None) -> 
             verification_detail=verification.detail, phases=["total", *cls.phases],
             timings=timings, result=result, provenance=prov, run_id=progress.run_id,
             segments_utc=[*progress.segments_utc, (segment_start, end)],
+            machine=machine.summarise(usages),
         )
         try:
             group = append_run(spec.out, record) if spec.out is not None else None

@@ -87,12 +87,28 @@ def heat2d_step(u: FloatArray, out: FloatArray) -> None:
     ((north + south) + west) + east, then times 0.25, as in the Cython backend, so the two
     give bitwise-identical fields.
     """
+    heat2d_step_box(u, out, 1, u.shape[0] - 1, 1, u.shape[1] - 1)
+
+
+def heat2d_step_box(u: FloatArray, out: FloatArray, i0: int, i1: int, j0: int, j1: int) -> None:
+    """heat2d_step restricted to rows i0..i1-1 and columns j0..j1-1 (halo-inclusive
+    indices inside the interior); the same arithmetic per point, so the same bits.
+
+    An MPI caller updates the block's inside while its halo is still in flight, then the
+    rim once it has arrived. An empty box (i0 >= i1 or j0 >= j1) does nothing.
+    """
     _check_heat_shapes(u, out)
-    inner = out[1:-1, 1:-1]  # a view: the update is written straight into out
-    np.add(u[:-2, 1:-1], u[2:, 1:-1], out=inner)
-    inner += u[1:-1, :-2]
-    inner += u[1:-1, 2:]
-    inner *= 0.25
+    if i0 >= i1 or j0 >= j1:
+        return
+    nx, ny = u.shape[0] - 2, u.shape[1] - 2
+    if not (i0 >= 1 and i1 <= nx + 1 and j0 >= 1 and j1 <= ny + 1):
+        raise ValueError(f"box rows {i0}..{i1} and columns {j0}..{j1} leave the interior "
+                         f"1..{nx} x 1..{ny}")
+    box = out[i0:i1, j0:j1]  # a view: the update is written straight into out
+    np.add(u[i0 - 1:i1 - 1, j0:j1], u[i0 + 1:i1 + 1, j0:j1], out=box)
+    box += u[i0:i1, j0 - 1:j1 - 1]
+    box += u[i0:i1, j0 + 1:j1 + 1]
+    box *= 0.25
 
 
 def heat2d_step_residual(u: FloatArray, out: FloatArray) -> float:

@@ -65,3 +65,12 @@ def slurm_env() -> dict[str, str]:
         pytest.skip(f"the Slurm cluster of {conf} has no node up ({nodes.stdout.strip()}"
                     f"{nodes.stderr.strip()}): {start}")
     return env
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`: -n 2 --dist loadgroup) the tests that use the
+    Slurm cluster stay on one worker, one after another, as without xdist: they share
+    one cluster and its job ids."""
+    for item in items:
+        if "slurm_env" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))

@@ -53,7 +53,7 @@ def test_load_backend_cython_not_built(monkeypatch):
 
 def test_backends_have_the_same_functions(nb, cb):
     names = [
-        "pi_count_hits", "heat2d_step", "heat2d_step_residual", "nbody_accel",
+        "pi_count_hits", "heat2d_step", "heat2d_step_box", "heat2d_step_residual", "nbody_accel",
         "nbody_potential", "kmeans_assign", "kmeans_accumulate", "busy_work", "triad",
     ]  # fmt: skip
     for name in names:
@@ -129,6 +129,34 @@ def test_heat2d_cython_equals_numpy_bitwise(nb, cb, rng):
     res_cy = cb.heat2d_step_residual(u, out_cy)
     assert np.array_equal(out_np, out_cy)
     assert res_cy == pytest.approx(res_np, rel=1e-12)
+
+
+@pytest.mark.parametrize("sides", range(16))  # which of the four halos a neighbour sends
+@pytest.mark.parametrize("nx,ny", [(NX, NY), (1, 1), (1, 5), (2, 2), (3, 1), (4, 3)])
+def test_heat2d_inside_then_rim_is_bitwise_one_sweep(backend, rng, nx, ny, sides):
+    """The overlapped heat2d step's split (hpc.workloads.heat2d.split_block and bands)
+    covers every point once and gives the bits of one whole sweep."""
+    from hpc.workloads.heat2d import bands, split_block
+
+    u = rng.random((nx + 2, ny + 2))
+    whole, parts = np.zeros_like(u), np.full_like(u, np.nan)
+    parts[0, :] = parts[-1, :] = parts[:, 0] = parts[:, -1] = 0.0  # the untouched halo
+    whole[...] = parts
+    backend.heat2d_step(u, whole)
+    inside, rim = split_block(nx, ny, *(bool(sides >> k & 1) for k in range(4)))
+    for box in [*bands(inside, 4), *rim]:
+        assert np.all(np.isnan(parts[box[0]:box[1], box[2]:box[3]])), "a point updated twice"
+        backend.heat2d_step_box(u, parts, *box)
+    assert np.array_equal(parts, whole)
+
+
+def test_heat2d_box_outside_the_interior_is_refused(backend, rng):
+    u = rng.random((6, 7))
+    with pytest.raises(ValueError, match="leave the interior"):
+        backend.heat2d_step_box(u, np.zeros_like(u), 0, 3, 1, 4)
+    with pytest.raises(ValueError, match="leave the interior"):
+        backend.heat2d_step_box(u, np.zeros_like(u), 1, 3, 1, 7)
+    backend.heat2d_step_box(u, np.zeros_like(u), 3, 3, 0, 99)  # empty: nothing to refuse
 
 
 def test_heat2d_matches_definition(backend, rng):

@@ -78,7 +78,7 @@ def test_markdown_has_png_files_beside_it_that_open(strong, tmp_path):
     assert len(rows) == 1 and "[" in rows[0]
     assert "| amdahl+log2 |" in text and "selected" in text
     assert "crashed-128 (128 ranks)" in text
-    assert "Baseline: the smallest rank count measured, p0 = 1" in text
+    assert "Baseline: the smallest rank count fitted, p0 = 1" in text
 
 
 def test_report_from_json_round_trip(strong, tmp_path):

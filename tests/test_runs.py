@@ -48,7 +48,8 @@ def test_record_fields_with_plain_h5py(heat_record):
         a = run.attrs
         assert (a["workload"], a["backend"], a["ranks"], a["nodes"]) == ("heat2d", "cython", 2, 1)
         assert a["size"] == 48 and a["size_parameter"] == "n"
-        assert json.loads(a["parameters"]) == {"n": 48, "steps": 30, "residual_every": 10}
+        assert json.loads(a["parameters"]) == {"n": 48, "steps": 30, "residual_every": 10,
+                                               "overlap": 1}
         assert a["status"] == "ok" and a["verified"]
         assert "serial numpy reference" in a["verification_method"]
         assert a["start_utc"] < a["end_utc"] and a["start_utc"].endswith("+00:00")
@@ -141,6 +142,7 @@ def test_cython_equals_numpy(tmp_path, workload, args, key):
     np.testing.assert_allclose(results[1], results[0], rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.alone  # a share of wall time: another test beside it would skew it
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_amdahl_measured_serial_share_matches_declared(tmp_path, ranks):
     run = run_into(tmp_path / "a.h5", "amdahl", ranks, "--work", "300",

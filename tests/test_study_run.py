@@ -145,6 +145,12 @@ def test_external_command_timed_from_its_output(tmp_path):
     assert [(r["workload"], r["ranks"], r["size"]) for r in runs] == [
         ("command", 1, 200000), ("command", 2, 200000)]
     assert [r["ranks"] for r in inner] == [1, 1, 2, 2]
+    # The machine as the program saw it: its CPU time comes from its rusage as a child.
+    for run in runs:
+        machine = run["machine"]
+        assert machine["ranks_times_threads_per_node"] == run["ranks"]
+        assert machine["cores_available"] >= 1
+        assert machine["rank_cpu_seconds"].shape == (1,) and machine["rank_cpu_seconds"][0] > 0
     # The time recorded is the one the program printed (4 decimals), not the wall clock.
     best = {r["ranks"]: r["timings"][:, 0, 0] for r in runs}
     for run in inner:
@@ -182,6 +188,7 @@ def test_external_command_json_time_and_failure(tmp_path):
     assert runs[1]["timings"][:, 0, 0].tolist() == [0.141, 0.141]
 
 
+@pytest.mark.alone  # fits shares of wall time: another test beside it would skew them
 def test_amdahl_study_recovers_its_declared_serial_fraction(tmp_path):
     # Sleep units scale past the 2 cores of CI, so the 4-rank point follows the law too.
     study = write_study(tmp_path, """
@@ -202,6 +209,8 @@ def test_amdahl_study_recovers_its_declared_serial_fraction(tmp_path):
     from hpc.study.store import read_analysis
 
     analysis = StudyAnalysis.from_dict(read_analysis(out))
+    # 4 sleeping ranks on 2 cores wait for no core: not flagged as oversubscribed
+    assert [pt.ranks for pt in analysis.points] == [1, 2, 4], analysis.excluded
     fit = analysis.law
     low, high = fit.f_ci
     print(analysis.summary())

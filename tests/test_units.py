@@ -35,7 +35,8 @@ def test_unknown_workload_names_the_valid_ones():
 
 def test_resolve_params_fills_defaults_and_rejects_unknown():
     heat = WORKLOADS["heat2d"]
-    assert heat.resolve_params({"n": 64}, 2) == {"n": 64, "steps": 200, "residual_every": 10}
+    assert heat.resolve_params({"n": 64}, 2) == {"n": 64, "steps": 200, "residual_every": 10,
+                                                 "overlap": 1}
     with pytest.raises(UserError, match="unknown parameter.*stepz.*valid: n, steps"):
         heat.resolve_params({"stepz": 3}, 1)
 
@@ -74,3 +75,25 @@ def test_relevant_environment_keeps_only_known_prefixes():
     env = {"SLURM_JOB_ID": "1", "OMP_NUM_THREADS": "2", "AWS_SECRET_ACCESS_KEY": "x",
            "HOME": "/root"}
     assert relevant_environment(env) == {"OMP_NUM_THREADS": "2", "SLURM_JOB_ID": "1"}
+
+
+def test_package_versions_match_importlib_metadata(tmp_path):
+    """The one-pass scan of the record's package versions gives importlib.metadata's
+    answers, and reads an unversioned egg-info folder's PKG-INFO like it does."""
+    from importlib import metadata
+
+    from hpc.provenance import PACKAGES, installed_versions, package_versions
+
+    versions = package_versions()
+    for name in PACKAGES:
+        try:
+            expected = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            assert name not in versions
+            continue
+        assert versions[name] == expected, name
+    egg = tmp_path / "Some.Pkg.egg-info"
+    egg.mkdir()
+    (egg / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: Some.Pkg\nVersion: 1.2.3\n")
+    (tmp_path / "other_pkg-4.5.dist-info").mkdir()
+    assert installed_versions([str(tmp_path)]) == {"some_pkg": "1.2.3", "other_pkg": "4.5"}

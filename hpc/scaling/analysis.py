@@ -4,8 +4,10 @@ overhead models fitted, which model the data support, and what that means in wor
 The baseline is the smallest rank count measured (p0); speedup and efficiency are relative
 to it. Strong scaling: S = T(p0) / T(p). Weak scaling (the problem grows with the ranks):
 the scaled speedup S = q * T(p0) / T(p), q = p / p0, the work done per unit time relative
-to the baseline. Times per rank count are geometric means of the repeats (timing noise is
-multiplicative). docs/SCALING.md has the formulas and their derivation.
+to the baseline. Times per rank count are geometric means of the repeats that are not
+outliers (timing noise is multiplicative; data.OUTLIER_Z states the outlier rule).
+Points measured oversubscribed or contended are shown but not fitted. docs/SCALING.md has
+the formulas and their derivation.
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hpc.errors import UserError
-from hpc.scaling.data import Excluded, Measurements, ScalingPoint, group_times, prepare
+from hpc.scaling.data import (
+    Excluded,
+    Measurements,
+    ScalingPoint,
+    group_times,
+    prepare,
+)
 from hpc.scaling.estimate import (
     Estimate,
     boot_means,
@@ -33,13 +41,18 @@ from hpc.scaling.fits import (
 )
 from hpc.scaling.laws import gustafson_fraction, karp_flatt
 from hpc.scaling.models import MODELS, models_for
+from hpc.scaling.pop import dominant_loss, pop_metrics
 from hpc.scaling.predict import Predictions
 from hpc.scaling.selection import ModelComparison, select_model
 
 # Version of the to_dict() layout; from_dict refuses newer ones.
-ANALYSIS_VERSION = 1
-# Overhead models have 3 parameters: at least 3 rank counts to determine them.
-MIN_RANKS_FOR_OVERHEAD = 3
+ANALYSIS_VERSION = 2
+# An overhead model is fitted and may be chosen only with this many distinct rank counts.
+# It has 3 parameters against the law's 2: through 3 rank counts it passes through every
+# mean, so the choice would rest on the repeats alone; with 4 a single degree of freedom
+# decides, and the noise of one point flips the verdict between runs (measured: two runs
+# of one 3-point study got opposite verdicts). 5 leave it 2 degrees of freedom.
+MIN_RANKS_FOR_OVERHEAD = 5
 
 
 @dataclass
@@ -61,6 +74,9 @@ class PointStats:
     efficiency: Estimate
     karp_flatt: Estimate | None
     phases: dict[str, Estimate] = field(default_factory=dict)
+    outliers: list[float] = field(default_factory=list)  # repeats left out, seconds
+    pop: dict[str, float] | None = None                  # pop.METRICS; None: no phases
+    excluded: str = ""                                   # why not fitted; "" if fitted
 
     def to_dict(self) -> dict:
         return {"ranks": self.ranks, "size": self.size, "repeats": self.repeats,
@@ -68,7 +84,8 @@ class PointStats:
                 "time_min": self.time_min, "time_max": self.time_max,
                 "speedup": self.speedup.to_dict(), "efficiency": self.efficiency.to_dict(),
                 "karp_flatt": self.karp_flatt.to_dict() if self.karp_flatt else None,
-                "phases": {k: v.to_dict() for k, v in self.phases.items()}}
+                "phases": {k: v.to_dict() for k, v in self.phases.items()},
+                "outliers": list(self.outliers), "pop": self.pop, "excluded": self.excluded}
 
     @classmethod
     def from_dict(cls, d: dict) -> PointStats:
@@ -76,7 +93,8 @@ class PointStats:
                    Estimate.from_dict(d["time"]), float(d["time_min"]), float(d["time_max"]),
                    Estimate.from_dict(d["speedup"]), Estimate.from_dict(d["efficiency"]),
                    Estimate.from_dict(d["karp_flatt"]),
-                   {k: Estimate.from_dict(v) for k, v in d["phases"].items()})
+                   {k: Estimate.from_dict(v) for k, v in d["phases"].items()},
+                   list(d.get("outliers", [])), d.get("pop"), d.get("excluded", ""))
 
 
 @dataclass
@@ -97,6 +115,18 @@ class StudyAnalysis:
     n_boot: int
     seed: int
     version: int = ANALYSIS_VERSION
+    flagged_points: list[PointStats] = field(default_factory=list)  # shown, not fitted
+    dominant: str = ""          # the largest loss (pop.py): the machine's or the program's
+    own_loss: str = ""          # the program's own largest loss at the largest rank count
+    diagnosis: str = ""         # the sentence saying so
+    suggested_ranks: list[int] = field(default_factory=list)  # to tell the models apart
+
+    @property
+    def verdict(self) -> str:
+        """The headline: the dominant loss (when the phases tell it), and what the fits say."""
+        if not self.dominant:
+            return self.comparison.verdict
+        return f"{self.dominant}; fits: {self.comparison.verdict}"
 
     @property
     def fits(self) -> list[ModelFit]:
@@ -118,7 +148,8 @@ class StudyAnalysis:
         lines = [f"{self.kind} scaling, baseline p0 = {self.baseline_ranks} "
                  f"(T = {format_estimate(self.baseline_time)} s), "
                  f"{len(self.points)} rank counts: {self.points[0].ranks}..{self.points[-1].ranks}",
-                 f"verdict: {self.comparison.verdict} (model {self.selected.model})",
+                 f"verdict: {self.verdict} (model {self.selected.model})",
+                 *([self.diagnosis] if self.diagnosis else []),
                  f"{self.law.model} fit: serial fraction {frac} = "
                  f"{format_estimate(self.law.fraction)} (95% interval)",
                  f"max speedup {pred.describe_max()}; efficiency < 80%: "
@@ -144,7 +175,10 @@ class StudyAnalysis:
                                      if self.karp_flatt_trend else None),
                 "excluded": [e.to_dict() for e in self.excluded],
                 "warnings": list(self.warnings), "ci_method": self.ci_method,
-                "n_boot": self.n_boot, "seed": self.seed}
+                "n_boot": self.n_boot, "seed": self.seed,
+                "flagged_points": [p.to_dict() for p in self.flagged_points],
+                "dominant": self.dominant, "own_loss": self.own_loss,
+                "diagnosis": self.diagnosis, "suggested_ranks": list(self.suggested_ranks)}
 
     @classmethod
     def from_dict(cls, d: dict) -> StudyAnalysis:
@@ -157,18 +191,23 @@ class StudyAnalysis:
                    ModelComparison.from_dict(d["comparison"]),
                    Estimate.from_dict(d["karp_flatt_trend"]),
                    [Excluded.from_dict(e) for e in d["excluded"]], list(d["warnings"]),
-                   d["ci_method"], int(d["n_boot"]), int(d["seed"]), int(d.get("version", 1)))
+                   d["ci_method"], int(d["n_boot"]), int(d["seed"]), int(d.get("version", 1)),
+                   [PointStats.from_dict(p) for p in d.get("flagged_points", [])],
+                   d.get("dominant", ""), d.get("own_loss", ""), d.get("diagnosis", ""),
+                   [int(r) for r in d.get("suggested_ranks", [])])
 
 
 def analyse(kind: str, points: list[ScalingPoint], *, n_boot: int = DEFAULT_BOOT,
-            seed: int = DEFAULT_SEED) -> StudyAnalysis:
+            seed: int = DEFAULT_SEED, include_flagged: bool = False) -> StudyAnalysis:
     """Analyse a strong (``kind="strong"``) or weak (``"weak"``) scaling study.
 
-    Failed or unverified points (``ok=False``) are excluded and listed. Raises
-    ``hpc.errors.UserError`` for fewer than 2 distinct rank counts left, or zero, negative
-    or NaN times. Intervals: ``n_boot`` bootstrap resamples with ``seed`` (see fits.py).
+    Failed or unverified points (``ok=False``) are excluded and listed; so are points
+    with ``conditions`` (oversubscribed, contended) unless ``include_flagged``, though
+    they still appear in the tables and plots. Raises ``hpc.errors.UserError`` for fewer
+    than 2 distinct rank counts left, or zero, negative or NaN times. Intervals:
+    ``n_boot`` bootstrap resamples with ``seed`` (see fits.py).
     """
-    meas = prepare(kind, points)
+    meas = prepare(kind, points, include_flagged=include_flagged)
     warnings = list(meas.warnings)
     logs = [np.log(g.times) for g in meas.groups]
     idx = bootstrap_indices(logs, n_boot, seed)
@@ -183,24 +222,94 @@ def analyse(kind: str, points: list[ScalingPoint], *, n_boot: int = DEFAULT_BOOT
     data = fit_input(meas, None if single else idx, seed)
     points_out, boot_speedup = _point_stats(meas, logs, idx)
     law = fit_model(models_for(kind)[0], data)
-    overhead_fits = []
+    overhead_fits, suggested = [], []
     if len(meas.groups) >= MIN_RANKS_FOR_OVERHEAD:
         overhead_fits = [fit_model(m, data) for m in models_for(kind)[1:]]
-        if len(meas.groups) == MIN_RANKS_FOR_OVERHEAD:
-            warnings.append("only 3 rank counts: the overhead models pass through every "
-                            "mean, so telling serial code from overhead rests on the repeats "
-                            "alone; measure 5 or more rank counts")
     else:
-        warnings.append(f"only {len(meas.groups)} rank counts: an overhead model (3 "
-                        "parameters) cannot be fitted, so serial code and overhead cannot be "
-                        f"told apart; measure at least {MIN_RANKS_FOR_OVERHEAD} rank counts "
-                        "(better 5 or more)")
+        suggested = suggest_ranks(meas)
+        where = (f"; add rank counts such as {_ranks_list(suggested)}" if suggested else "")
+        cores = min((g.cores for g in meas.groups + meas.flagged if g.cores), default=None)
+        if cores and suggested and max(suggested) > cores:
+            where += (f" (more than the {cores:g} cores these points had: run it on a "
+                      "bigger node or through Slurm)")
+        warnings.append(f"only {len(meas.groups)} rank counts fitted: telling serial code "
+                        f"from overhead growing with ranks needs {MIN_RANKS_FOR_OVERHEAD} "
+                        "(an overhead model has 3 parameters; with fewer rank counts it "
+                        "passes through, or nearly through, every mean and the noise of one "
+                        f"point decides), so no overhead model is chosen{where}")
     trend = _karp_flatt_trend(meas, points_out, boot_speedup)
     comparison = select_model(law, overhead_fits, trend)
     warnings += _speed_warnings(points_out)
+    base = meas.groups[0]
+    p0 = meas.baseline_ranks
+    pops = [pop_metrics(kind, g, base, p0) for g in meas.groups]
+    for pt, pop in zip(points_out, pops, strict=True):
+        pt.pop = pop
+    flagged = _flagged_stats(meas, seed, n_boot)
+    dominant, own, diagnosis = dominant_loss(pops, meas.groups, meas.flagged)
+    diagnosis = (diagnosis + " " + _agreement(own, comparison.verdict)).strip()
     return StudyAnalysis(kind, meas.baseline_ranks, points_out[0].time, points_out, law,
                          overhead_fits, comparison, trend, meas.excluded, warnings,
-                         data.ci_method, n_boot, seed)
+                         data.ci_method, n_boot, seed, flagged_points=flagged,
+                         dominant=dominant, own_loss=own, diagnosis=diagnosis,
+                         suggested_ranks=suggested)
+
+
+def _agreement(own: str, verdict: str) -> str:
+    """How the phases' largest loss and the fits' verdict fit together, in one sentence."""
+    from hpc.scaling import pop
+    from hpc.scaling.selection import OVERHEAD, SERIAL
+
+    grows = (pop.COMMUNICATION, pop.COMPUTATION)
+    if verdict == SERIAL and own in grows:
+        return (f"The fits find a fixed serial fraction: the {own} loss does not grow with "
+                "the ranks faster than serial code would (e.g. ranks waiting for one rank's "
+                "serial work, or a collective of fixed cost).")
+    if verdict == OVERHEAD and own in (pop.SERIAL_CODE, pop.LOAD_IMBALANCE):
+        return (f"The fits find overhead growing with the ranks, though the phases put the "
+                f"largest loss in {own}: part of the waiting is overhead.")
+    if verdict == SERIAL and own == pop.LOAD_IMBALANCE:
+        return ("The law's serial fraction absorbs this imbalance; the phases show uneven "
+                "work, not serial code.")
+    if verdict == SERIAL and own == pop.SERIAL_CODE:
+        return "The fits agree: a fixed serial fraction."
+    if verdict == OVERHEAD and own in grows:
+        return "The fits agree: overhead growing with the ranks."
+    return ""
+
+
+def suggest_ranks(meas: Measurements) -> list[int]:
+    """Rank counts to add so that MIN_RANKS_FOR_OVERHEAD are fitted: those missing between
+    the baseline and the cores the points had (when known), else doublings beyond."""
+    have = {g.ranks for g in meas.groups} | {g.ranks for g in meas.flagged}
+    need = MIN_RANKS_FOR_OVERHEAD - len(meas.groups)
+    cores = [g.cores for g in meas.groups + meas.flagged if g.cores]
+    top = int(min(cores)) if cores else 0
+    p0 = meas.baseline_ranks
+    below = [r for r in range(p0 + 1, top + 1) if r not in have]
+    if len(below) > need:  # spread them out: the log2 axis is what the models bend on
+        below = sorted({below[round(i * (len(below) - 1) / (need - 1 or 1))]
+                        for i in range(need)})
+    out = below[:need]
+    r = max([p0, top, *(g.ranks for g in meas.groups)])
+    while len(out) < need:
+        r *= 2
+        out.append(r)
+    return sorted(out)
+
+
+def _flagged_stats(meas: Measurements, seed: int, n_boot: int) -> list[PointStats]:
+    """Stats of the points kept out of the fits, relative to the fitted baseline."""
+    if not meas.flagged:
+        return []
+    base = meas.groups[0]
+    sub = Measurements(meas.kind, [base, *meas.flagged], [], [])
+    logs = [np.log(g.times) for g in sub.groups]
+    stats, _ = _point_stats(sub, logs, bootstrap_indices(logs, n_boot, seed))
+    for pt, g in zip(stats[1:], meas.flagged, strict=True):
+        pt.excluded = "; ".join(g.conditions)
+        pt.pop = pop_metrics(meas.kind, g, base, meas.baseline_ranks)
+    return stats[1:]
 
 
 def _ranks_list(ranks: list[int]) -> str:
@@ -224,8 +333,9 @@ def _point_stats(meas: Measurements, logs: list[np.ndarray],
     ybar = np.array([y.mean() for y in logs])
     boot = np.column_stack([boot_means(y, i) for y, i in zip(logs, idx, strict=True)])
     s_hat, s_boot = _speedups(meas.kind, q, ybar), _speedups(meas.kind, q, boot)
-    e_hat = _serial_estimate(meas.kind, s_hat, p, p0)
-    e_boot = _serial_estimate(meas.kind, s_boot, p[None, :], p0)
+    above = np.maximum(p, p0)  # a point kept out of the fits may lie below the baseline
+    e_hat = _serial_estimate(meas.kind, s_hat, above, p0)
+    e_boot = _serial_estimate(meas.kind, s_boot, above[None, :], p0)
     out = []
     for i, g in enumerate(meas.groups):
         phases = {name: from_samples(v.mean(), boot_means(v, idx[i]))
@@ -235,7 +345,8 @@ def _point_stats(meas: Measurements, logs: list[np.ndarray],
             from_samples(np.exp(ybar[i]), np.exp(boot[:, i])), float(g.times.min()),
             float(g.times.max()), from_samples(s_hat[i], s_boot[:, i]),
             from_samples(s_hat[i] / q[i], s_boot[:, i] / q[i]),
-            None if i == 0 else from_samples(e_hat[i], e_boot[:, i]), phases))
+            None if i == 0 or p[i] <= p0 else from_samples(e_hat[i], e_boot[:, i]), phases,
+            list(g.outliers)))
     return out, s_boot
 
 

@@ -1,7 +1,10 @@
 """The input of the analysis: measured points, checked and grouped by rank count.
 
 Bad input stops here with a message naming the point, before anything is fitted: a
-fit through a zero or NaN time would be silently wrong.
+fit through a zero or NaN time would be silently wrong. Points measured on a machine that
+was not the program's alone (``conditions``: oversubscribed, contended) are kept out of
+the fits unless asked for, and outlying repeats are flagged and left out of a point's time
+(``OUTLIER_Z`` below states the rule).
 """
 
 from __future__ import annotations
@@ -13,6 +16,13 @@ import numpy as np
 from hpc.errors import UserError
 
 KINDS = ("strong", "weak")
+# A repeat is an outlier when its log-time lies more than OUTLIER_Z robust standard
+# deviations from the median of its point's repeats (the modified z-score of Iglewicz and
+# Hoaglin: 0.6745·|y − median| / MAD > 3.5) and more than OUTLIER_MIN (10%) away: the
+# floor keeps jitter of a few percent from being flagged when the other repeats agree
+# to 0.1%. Needs 3 or more repeats.
+OUTLIER_Z = 3.5
+OUTLIER_MIN = 0.1
 
 
 @dataclass
@@ -22,7 +32,9 @@ class ScalingPoint:
     ``times`` holds one time per timed repeat, in seconds: the run's time for that repeat
     (the maximum over ranks). ``phase_times`` maps phase names to seconds per repeat.
     Points with ``ok=False`` (the run failed or its result did not verify) are listed as
-    excluded and never fitted.
+    excluded and never fitted. ``rank_compute`` [repeat, rank] is each rank's useful
+    compute time (the POP metrics need it); ``conditions`` say why the machine was not
+    the program's alone (hpc.machine.conditions), ``cores`` how many it had.
     """
 
     ranks: int
@@ -31,6 +43,9 @@ class ScalingPoint:
     phase_times: dict[str, np.ndarray] = field(default_factory=dict)
     ok: bool = True
     label: str = ""
+    rank_compute: np.ndarray | None = None
+    conditions: list[str] = field(default_factory=list)
+    cores: float | None = None
 
 
 @dataclass
@@ -55,9 +70,13 @@ class RankGroup:
 
     ranks: int
     size: int
-    times: np.ndarray                       # seconds, every repeat
+    times: np.ndarray                       # seconds, every repeat not an outlier
     phase_times: dict[str, np.ndarray]      # phase -> seconds, aligned with ``times``
     labels: list[str]
+    rank_compute: np.ndarray | None = None  # [repeat, rank], aligned with ``times``
+    outliers: list[float] = field(default_factory=list)   # seconds, left out of ``times``
+    conditions: list[str] = field(default_factory=list)   # why it is not fitted, if so
+    cores: float | None = None
 
 
 @dataclass
@@ -68,6 +87,7 @@ class Measurements:
     groups: list[RankGroup]
     excluded: list[Excluded]
     warnings: list[str]
+    flagged: list[RankGroup] = field(default_factory=list)  # measured, kept out of the fits
 
     @property
     def ranks(self) -> np.ndarray:
@@ -114,8 +134,15 @@ def _checked_phases(phases: dict, n: int, what: str) -> dict[str, np.ndarray]:
     return out
 
 
-def prepare(kind: str, points: list[ScalingPoint], sizes_known: bool = True) -> Measurements:
-    """Check the points, drop failed ones (listed with the reason) and pool by rank count."""
+def prepare(kind: str, points: list[ScalingPoint], sizes_known: bool = True,
+            include_flagged: bool = False) -> Measurements:
+    """Check the points, drop failed ones (listed with the reason) and pool by rank count.
+
+    Points with ``conditions`` (oversubscribed, contended) are kept out of the fits and
+    listed with the reason, unless ``include_flagged``. When leaving out the merely
+    contended ones would leave fewer than 2 rank counts, those are fitted after all, with
+    a warning: on a busy machine a hedged analysis beats none.
+    """
     if kind not in KINDS:
         raise UserError(f"unknown study kind {kind!r}; use one of: {', '.join(KINDS)}")
     excluded: list[Excluded] = []
@@ -137,22 +164,73 @@ def prepare(kind: str, points: list[ScalingPoint], sizes_known: bool = True) -> 
         warnings.append(f"{len(excluded)} failed or unverified point(s) excluded from the "
                         "fits: " + ", ".join(f"{e.label or '?'} ({e.ranks} ranks)"
                                             for e in excluded))
-    if len(by_ranks) < 2:
-        have = ", ".join(str(r) for r in sorted(by_ranks)) or "none"
-        raise UserError(f"a scaling analysis needs at least 2 distinct rank counts with "
-                        f"successful runs; have: {have} ({len(excluded)} point(s) excluded "
-                        "as failed); add points at other rank counts or re-run the failed ones")
     groups = [_pool(r, entries) for r, entries in sorted(by_ranks.items())]
+    groups, flagged = _split_flagged(groups, include_flagged, warnings)
+    excluded += [Excluded(",".join(g.labels), g.ranks, "; ".join(g.conditions))
+                 for g in flagged]
+    if len(groups) < 2:
+        have = ", ".join(str(g.ranks) for g in groups) or "none"
+        why = f"{len(excluded)} point(s) excluded as failed"
+        if flagged:
+            why += (" or measured on a machine that was not the program's alone (rerun "
+                    "them, or analyse with --include-oversubscribed)")
+        raise UserError(f"a scaling analysis needs at least 2 distinct rank counts with "
+                        f"successful runs; have: {have} ({why}); add points at other rank "
+                        "counts or re-run the failed ones")
     if sizes_known:
         _check_sizes(kind, groups)
     smallest_failed = [e.ranks for e in excluded if e.ranks < groups[0].ranks]
     if smallest_failed:
-        warnings.append(f"the smallest rank count {min(smallest_failed)} failed: the baseline "
-                        f"is the smallest successful one, p0 = {groups[0].ranks}")
+        warnings.append(f"the smallest rank count {min(smallest_failed)} was excluded: the "
+                        f"baseline is the smallest one fitted, p0 = {groups[0].ranks}")
     if sizes_known and kind == "weak" and len({g.size for g in groups}) == 1:
         warnings.append("weak scaling, but every point has the same size "
                         f"{groups[0].size}: is this a strong-scaling study?")
-    return Measurements(kind, groups, excluded, warnings)
+    outliers = [f"{g.ranks} ranks: " + ", ".join(f"{t:.4g} s" for t in g.outliers)
+                for g in groups + flagged if g.outliers]
+    if outliers:
+        warnings.append("outlier repeats (log-time beyond 3.5 robust standard deviations "
+                        "of the point's median, and over 10% away) left out of the point's "
+                        "time: " + "; ".join(outliers))
+    return Measurements(kind, groups, excluded, warnings, flagged)
+
+
+def _split_flagged(groups: list[RankGroup], include: bool,
+                   warnings: list[str]) -> tuple[list[RankGroup], list[RankGroup]]:
+    """(groups to fit, groups kept out of the fits because of their conditions)."""
+    flagged = [g for g in groups if g.conditions]
+    if include and flagged:
+        warnings.append("points measured while oversubscribed or contended are fitted as "
+                        "asked (--include-oversubscribed): their loss is the machine's, not "
+                        "the program's, and the fits include it: "
+                        + "; ".join(f"{g.ranks} ranks: {'; '.join(g.conditions)}"
+                                    for g in flagged))
+    if include or not flagged:
+        return groups, []
+    clean = [g for g in groups if not g.conditions]
+    if len(clean) < 2:
+        contended = [g for g in flagged
+                     if not any(c.startswith("oversubscribed") for c in g.conditions)]
+        if contended and len(clean) + len(contended) >= 2:
+            warnings.append("other processes competed for the cores during the point(s) at "
+                            f"{', '.join(str(g.ranks) for g in contended)} rank(s); they are "
+                            "fitted anyway, since without them fewer than 2 rank counts "
+                            "remain: rerun the study on a quiet machine to trust the fits")
+            keep = {id(g) for g in contended}
+            return ([g for g in groups if not g.conditions or id(g) in keep],
+                    [g for g in flagged if id(g) not in keep])
+    return clean, flagged
+
+
+def _outliers(times: np.ndarray) -> np.ndarray:
+    """Mask of outlier repeats (the rule at OUTLIER_Z)."""
+    if times.size < 3:
+        return np.zeros(times.size, dtype=bool)
+    y = np.log(times)
+    dev = np.abs(y - np.median(y))
+    mad = np.median(dev)
+    z = 0.6745 * dev / mad if mad > 0 else np.where(dev > 0, np.inf, 0.0)
+    return (z > OUTLIER_Z) & (dev > np.log1p(OUTLIER_MIN))
 
 
 def _pool(ranks: int, entries: list) -> RankGroup:
@@ -167,7 +245,21 @@ def _pool(ranks: int, entries: list) -> RankGroup:
                         "they cannot be pooled")
     times = np.concatenate([t for _, t, _ in entries])
     phases = {n: np.concatenate([ph[n] for _, _, ph in entries]) for n in sorted(names)}
-    return RankGroup(ranks, sizes.pop(), times, phases, [p.label for p, _, _ in entries])
+    computes = [p.rank_compute for p, _, _ in entries]
+    compute = None
+    if all(c is not None and np.shape(c)[0] == t.size for c, (_, t, _) in
+           zip(computes, entries, strict=True)):
+        compute = np.concatenate([np.asarray(c, dtype=float).reshape(-1, ranks)
+                                  for c in computes])
+    conditions = list(dict.fromkeys(c for p, _, _ in entries for c in p.conditions))
+    cores = [p.cores for p, _, _ in entries if p.cores]
+    bad = _outliers(times)
+    keep = ~bad
+    return RankGroup(ranks, sizes.pop(), times[keep], {n: v[keep] for n, v in phases.items()},
+                     [p.label for p, _, _ in entries],
+                     None if compute is None else compute[keep],
+                     [float(t) for t in times[bad]], conditions,
+                     min(cores) if cores else None)
 
 
 def _check_sizes(kind: str, groups: list[RankGroup]) -> None:

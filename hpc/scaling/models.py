@@ -89,16 +89,17 @@ _OVERHEAD_TEXT = {
 
 
 def _models() -> dict[str, Model]:
-    base = {"strong": ("amdahl", "T0·(f + (1 − f)·p0/p)",
+    # The definition of q goes last, so that an added term never reads as part of it.
+    base = {"strong": ("amdahl", "T0·(f + (1 − f)·p0/p)", "",
                        "a fixed serial fraction f of the baseline run (Amdahl)"),
-            "weak": ("gustafson", "T0·q / (α + (1 − α)·q), q = p/p0",
+            "weak": ("gustafson", "T0·q / (α + (1 − α)·q)", ", where q = p/p0",
                      "a fixed serial fraction α of each run (Gustafson)")}
     out = {}
-    for kind, (law, formula, meaning) in base.items():
-        out[law] = Model(law, kind, None, formula, meaning)
+    for kind, (law, formula, where, meaning) in base.items():
+        out[law] = Model(law, kind, None, formula + where, meaning)
         for overhead, (term, what) in _OVERHEAD_TEXT.items():
             name = f"{law}+{overhead}"
-            out[name] = Model(name, kind, overhead, f"{formula} {term}",
+            out[name] = Model(name, kind, overhead, f"{formula} {term}{where}",
                               f"{meaning} plus {what}")
     return out
 

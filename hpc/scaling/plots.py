@@ -18,8 +18,9 @@ from hpc.scaling.analysis import PointStats, StudyAnalysis
 from hpc.scaling.estimate import Estimate
 from hpc.scaling.laws import amdahl_speedup, gustafson_fraction, gustafson_speedup, karp_flatt
 
-# How far beyond the largest measured rank count the fitted curves extend.
-EXTRAPOLATE = 4
+# How far beyond the largest measured rank count the fitted curves and the axis extend:
+# a little, so that every drawn rank count has its labelled tick nearby.
+EXTRAPOLATE = 1.25
 _MODEL_COLOURS = {None: "#c44e52", "log2": "#55a868", "linear": "#8172b3"}
 _PHASE_COLOURS = {"compute": "#4c72b0", "communication": "#dd8452", "other": "#b0b0b0"}
 
@@ -32,6 +33,7 @@ def _figure() -> Figure:
 
 def _rank_axis(ax, ranks: list[int]) -> None:
     ax.set_xscale("log", base=2)
+    ax.set_xlim(min(ranks) / 1.15, max(ranks) * EXTRAPOLATE * 1.02)
     ax.set_xticks(ranks)
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
@@ -46,23 +48,37 @@ def _errors(estimates: list[Estimate]) -> np.ndarray:
     return np.array([lo, hi])
 
 
+def _all_ranks(a: StudyAnalysis) -> list[int]:
+    return sorted({pt.ranks for pt in [*a.points, *a.flagged_points]})
+
+
 def _curve_ranks(a: StudyAnalysis) -> np.ndarray:
-    top = a.points[-1].ranks * EXTRAPOLATE
+    top = _all_ranks(a)[-1] * EXTRAPOLATE
     return np.geomspace(a.baseline_ranks, top, 200)
 
 
-def _measured(ax, points: list[PointStats], attr: str, label: str) -> None:
+def _measured(ax, points: list[PointStats], attr: str, label: str,
+              flagged: list[PointStats] | None = None) -> None:
     est = [getattr(pt, attr) for pt in points]
     ax.errorbar([pt.ranks for pt in points], [e.value for e in est], yerr=_errors(est),
                 fmt="o", color="black", capsize=3, zorder=5, label=label)
+    shown = [pt for pt in flagged or [] if getattr(pt, attr) is not None]
+    if shown:  # hollow grey: measured, but the machine's loss, not the program's
+        est = [getattr(pt, attr) for pt in shown]
+        ax.errorbar([pt.ranks for pt in shown], [e.value for e in est], yerr=_errors(est),
+                    fmt="o", mfc="white", color="grey", capsize=3, zorder=4,
+                    label="not fitted: oversubscribed or contended")
 
 
 def _other_law(a: StudyAnalysis, p: np.ndarray) -> tuple[np.ndarray, str]:
     """The other law with the same fraction, for contrast: what if the size grew (or not)."""
     frac, p0 = a.law.fraction.value, a.baseline_ranks
     if a.kind == "strong":
-        return gustafson_speedup(p, frac, p0), f"Gustafson, α = f = {frac:.3g} (if size grew)"
-    return amdahl_speedup(p, frac, p0), f"Amdahl, f = α = {frac:.3g} (if size stayed fixed)"
+        return gustafson_speedup(p, frac, p0), ("for contrast, not a fit: Gustafson's scaled "
+                                                f"speedup if the size grew with p (α = f = "
+                                                f"{frac:.3g})")
+    return amdahl_speedup(p, frac, p0), ("for contrast, not a fit: Amdahl's speedup if the "
+                                         f"size stayed fixed (f = α = {frac:.3g})")
 
 
 def _model_curves(ax, a: StudyAnalysis, p: np.ndarray, transform) -> None:
@@ -87,9 +103,15 @@ def speedup_figure(a: StudyAnalysis, title: str) -> Figure:
     _model_curves(ax, a, p, lambda s, _: s)
     other, label = _other_law(a, p)
     ax.plot(p, other, color="#c44e52", ls="-.", lw=1, alpha=0.7, label=label)
-    _measured(ax, a.points, "speedup", "measured (95% interval)")
-    _rank_axis(ax, [pt.ranks for pt in a.points])
+    _measured(ax, a.points, "speedup", "measured (95% interval)", a.flagged_points)
+    ranks = _all_ranks(a)
+    _rank_axis(ax, ranks)
     ax.set_yscale("log", base=2)
+    # Labelled at the ideal speedup of every measured rank count, as the x axis is.
+    low = min(pt.speedup.low or pt.speedup.value for pt in [*a.points, *a.flagged_points])
+    below = [2.0 ** -k for k in range(1, 8) if 2.0 ** -k >= low / 1.5]  # slower than p0
+    ax.set_yticks(sorted({r / p0 for r in ranks if r >= p0} | set(below)))
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
     ax.set_ylabel("speedup S = T(p0)/T(p)" if a.kind == "strong"
                   else "scaled speedup S = (p/p0)·T(p0)/T(p)")
@@ -106,8 +128,8 @@ def efficiency_figure(a: StudyAnalysis, title: str) -> Figure:
     for level in (0.8, 0.5):
         ax.axhline(level, color="grey", ls="--", lw=0.8)
         ax.text(p[0], level, f" {level:.0%}", va="bottom", fontsize=8, color="grey")
-    _measured(ax, a.points, "efficiency", "measured (95% interval)")
-    _rank_axis(ax, [pt.ranks for pt in a.points])
+    _measured(ax, a.points, "efficiency", "measured (95% interval)", a.flagged_points)
+    _rank_axis(ax, _all_ranks(a))
     top = max(1.1, max((pt.efficiency.high or pt.efficiency.value) for pt in a.points) + 0.05)
     ax.set_ylim(0, top)
     ax.set_ylabel("parallel efficiency E = S/(p/p0)")
@@ -129,11 +151,12 @@ def karp_flatt_figure(a: StudyAnalysis, title: str) -> Figure:
     p = _curve_ranks(a)[1:]
     for fit in a.overhead_fits:
         if fit.model == a.comparison.selected:
-            ax.plot(p, serial(fit.speedup(p), p, p0), color=_MODEL_COLOURS[fit.spec.overhead],
-                    lw=1.8,
+            # A serial fraction lies in [0, 1]; past the model's reach it would not.
+            curve = np.clip(serial(fit.speedup(p), p, p0), 0.0, 1.0)
+            ax.plot(p, curve, color=_MODEL_COLOURS[fit.spec.overhead], lw=1.8,
                     label=f"{fit.model} fit (selected)")
-    _measured(ax, pts, "karp_flatt", "measured (95% interval)")
-    _rank_axis(ax, [pt.ranks for pt in a.points])
+    _measured(ax, pts, "karp_flatt", "measured (95% interval)", a.flagged_points)
+    _rank_axis(ax, _all_ranks(a))
     ax.set_ylabel("Karp–Flatt serial fraction e" if a.kind == "strong"
                   else "experimental serial fraction α_e = (q − S)/(q − 1)")
     what = "Karp–Flatt" if a.kind == "strong" else "experimental serial fraction"

@@ -73,6 +73,10 @@ def _grid_predictions(model: Model, p0: float, frac: np.ndarray,
     s = model.speedup(q[None, :] * p0, p0, frac[:, None], gamma[:, None])
     eff = s / q[None, :]
     top = np.argmax(s, axis=1)
+    # A flat curve (f = 1: no speedup at all) peaks at the baseline, not where round-off
+    # happens to put its largest value.
+    flat = np.ptp(s, axis=1) <= 1e-9 * s.max(axis=1)
+    top = np.where(flat, 0, top)
     rows = np.arange(s.shape[0])
     at_end = top == q.size - 1
     rising = s[:, -1] / s[:, -1 - _STEPS_PER_DOUBLING] - 1.0 > _CONVERGED

@@ -25,6 +25,11 @@ class Block:
     kind: str                    # "h1" | "h2" | "p" | "list" | "table" | "figure"
     text: str = ""
     items: list | None = None    # list items, or table rows (first row: the header)
+    colours: list | None = None  # table: a background colour (or None) per body cell
+
+
+# POP's traffic lights: efficiencies at or above 0.8 are good, below 0.6 poor.
+POP_LEVELS = ((0.8, "#b7e1b0"), (0.6, "#fbe3a1"), (-float("inf"), "#f4b6b0"))
 
 
 def _meta_rows(meta: dict) -> list[list[str]]:
@@ -37,7 +42,7 @@ def _summary(a: StudyAnalysis) -> list[Block]:
     sel = a.selected
     pred = sel.predictions
     facts = [
-        f"Baseline: the smallest rank count measured, p0 = {a.baseline_ranks}, "
+        f"Baseline: the smallest rank count fitted, p0 = {a.baseline_ranks}, "
         f"T(p0) = {format_estimate(a.baseline_time)} s (geometric mean of {base.repeats} "
         "repeats); speedups and efficiencies are relative to it.",
         f"Fitted serial fraction {frac} = {format_estimate(a.law.fraction)} "
@@ -47,9 +52,16 @@ def _summary(a: StudyAnalysis) -> list[Block]:
         f"Efficiency < 80%: {pred.describe_threshold(0.8)}; efficiency < 50%: "
         f"{pred.describe_threshold(0.5)}.",
     ]
+    if a.suggested_ranks:
+        facts.append("To tell serial code from overhead, add the rank counts "
+                     + ", ".join(map(str, a.suggested_ranks)) + " (see the warnings).")
+    facts.append(INTERVALS)
     blocks = [Block("h2", "Summary"),
-              Block("p", f"{a.kind.capitalize()} scaling. Verdict: {a.comparison.verdict}."),
-              Block("p", a.comparison.explanation), Block("list", items=facts)]
+              Block("p", f"{a.kind.capitalize()} scaling. Verdict: {a.dominant or '?'}. "
+                         f"{a.diagnosis}" if a.dominant else
+                         f"{a.kind.capitalize()} scaling. Verdict: {a.comparison.verdict}."),
+              Block("p", f"Fits: {a.comparison.verdict}. {a.comparison.explanation}"),
+              Block("list", items=facts)]
     if a.warnings:
         blocks += [Block("h2", "Warnings"), Block("list", items=list(a.warnings))]
     if a.excluded:
@@ -59,18 +71,64 @@ def _summary(a: StudyAnalysis) -> list[Block]:
     return blocks
 
 
+INTERVALS = ("What the 95% intervals cover: the noise between repeats (and, for fitted "
+             "parameters, the misfit of the model). What they do not cover: systematic "
+             "effects the same in every repeat, such as overhead the model lacks or a busy "
+             "machine; those show as a model's misfit, a rising Karp–Flatt, or the points "
+             "left out above.")
+
+
+def _all_points(a: StudyAnalysis) -> list:
+    return sorted([*a.points, *a.flagged_points], key=lambda pt: pt.ranks)
+
+
 def _points_table(a: StudyAnalysis) -> list[list[str]]:
-    phases = sorted({n for pt in a.points for n in pt.phases})
+    pts = _all_points(a)
+    phases = sorted({n for pt in pts for n in pt.phases})
     ks = "Karp–Flatt e" if a.kind == "strong" else "α_e"
     rows = [["ranks", "size", "repeats", "time (s)", "speedup", "efficiency", ks]
-            + [f"{n} (s)" for n in phases]]
-    for pt in a.points:
+            + [f"{n} (s)" for n in phases] + ["outlier repeats (s)", "fitted"]]
+    for pt in pts:
         rows.append([str(pt.ranks), str(pt.size), str(pt.repeats), format_estimate(pt.time),
                      format_estimate(pt.speedup), format_estimate(pt.efficiency),
                      format_estimate(pt.karp_flatt) if pt.karp_flatt else "–"]
                     + [format_estimate(pt.phases[n]) if n in pt.phases else "–"
-                       for n in phases])
+                       for n in phases]
+                    + [", ".join(format_number(t, 4) for t in pt.outliers) or "–",
+                       f"no: {pt.excluded}" if pt.excluded else "yes"])
     return rows
+
+
+def pop_table(a: StudyAnalysis) -> tuple[list[list[str]], list[list[str | None]]]:
+    """POP metrics: rows = metrics, columns = rank counts (* = not fitted); colours."""
+    from hpc.scaling.pop import METRICS
+
+    pts = [pt for pt in _all_points(a) if pt.pop is not None]
+    rows = [["metric"] + [f"{pt.ranks}{'*' if pt.excluded else ''}" for pt in pts]]
+    colours = []
+    for metric in METRICS:
+        values = [pt.pop[metric] for pt in pts]
+        rows.append([metric] + [format_number(v, 2) for v in values])
+        colours.append([None] + [next(c for lo, c in POP_LEVELS if v >= lo) for v in values])
+    return rows, colours
+
+
+def _pop_blocks(a: StudyAnalysis) -> list[Block]:
+    rows, colours = pop_table(a)
+    blocks = [Block("h2", "POP efficiency metrics")]
+    if len(rows[0]) == 1:
+        return blocks + [Block("p", "Not available: the runs recorded no per-rank compute "
+                                    "phase (an external command's runs have only its total "
+                                    "time).")]
+    return blocks + [
+        Block("p", "Columns are rank counts (* = left out of the fits); green ≥ 0.8, "
+                   "yellow ≥ 0.6, red below. Load balance = mean/max of the ranks' compute "
+                   "time; communication efficiency = max compute / runtime; parallel "
+                   "efficiency = their product; computation scalability = total compute at "
+                   "the baseline / total compute here (per unit of work for weak scaling); "
+                   "global efficiency = parallel efficiency × computation scalability "
+                   "(docs/SCALING.md)."),
+        Block("table", items=rows, colours=colours)]
 
 
 def _fits_table(a: StudyAnalysis) -> list[list[str]]:
@@ -89,6 +147,14 @@ def _fits_table(a: StudyAnalysis) -> list[list[str]]:
     return rows
 
 
+def _trend_blocks(a: StudyAnalysis) -> list[Block]:
+    if a.karp_flatt_trend is None:
+        return []
+    what = "Karp–Flatt e" if a.kind == "strong" else "α_e"
+    return [Block("table", items=[["trend", "per doubling of ranks"],
+                                  [f"change of {what}", format_estimate(a.karp_flatt_trend)]])]
+
+
 def _predictions_table(a: StudyAnalysis) -> list[list[str]]:
     rows = [["model", "maximum speedup", "efficiency < 80%", "efficiency < 50%"]]
     for fit in a.fits:
@@ -100,12 +166,21 @@ def _predictions_table(a: StudyAnalysis) -> list[list[str]]:
 
 def _method(a: StudyAnalysis) -> list[str]:
     return [
-        "Times per rank count are geometric means of the repeats; fits minimise squared "
+        "Times per rank count are geometric means of the repeats that are not outliers: a "
+        "repeat is an outlier when its log-time lies more than 3.5 robust standard "
+        "deviations (1.4826 × the median absolute deviation) from the median of its "
+        "point's repeats and more than 10% away; outliers are listed in the points table.",
+        "Points measured with more ranks × threads than the cores available (affinity, "
+        "cgroup or Slurm limit) or while other processes kept the cores busy (from "
+        "/proc/stat) are shown but not fitted, unless asked with --include-oversubscribed.",
+        "Fits minimise squared "
         "differences of log-times (timing noise is relative) with scipy.optimize.least_squares, "
         "bounds 0 ≤ f, α ≤ 1 and c ≥ 0.",
         f"95% intervals: {a.ci_method}; {a.n_boot} resamples, seed {a.seed}.",
-        "Model selection: an overhead model is preferred only when it lowers "
-        f"{a.comparison.criterion.split()[0]} by more than 2 against the law it extends.",
+        "Model selection: overhead models are fitted only with 5 or more rank counts, and "
+        "one is preferred only when it lowers "
+        f"{a.comparison.criterion.split()[0]} by more than 2 against the law it extends "
+        "and the Karp–Flatt trend rises (interval above 0).",
         "Weak scaling uses the scaled speedup S = (p/p0)·T(p0)/T(p) and Gustafson's law "
         "S = q − α(q − 1), q = p/p0. Formulas and conventions: docs/SCALING.md in hpc-suite.",
     ]
@@ -121,8 +196,9 @@ def build_blocks(a: StudyAnalysis, meta: dict, title: str) -> list[Block]:
     blocks.append(Block("h2", "Plots"))
     blocks += [Block("figure", name, [caption]) for name, (_, caption) in FIGURES.items()]
     blocks += [Block("h2", "Points (95% intervals from the repeats)"),
-               Block("table", items=_points_table(a)),
+               Block("table", items=_points_table(a)), *_pop_blocks(a),
                Block("h2", "Fitted models"), Block("table", items=_fits_table(a)),
+               *_trend_blocks(a),
                Block("h2", "Predictions"), Block("table", items=_predictions_table(a)),
                Block("h2", "Method"), Block("list", items=_method(a))]
     return blocks
@@ -146,8 +222,10 @@ def _html(blocks: list[Block], images: dict[str, bytes]) -> str:
             out.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in b.items) + "</ul>")
         elif b.kind == "table":
             head, *rows = b.items
+            colours = b.colours or [[None] * len(r) for r in rows]
             cells = ["<tr>" + "".join(f"<th>{esc(c)}</th>" for c in head) + "</tr>"]
-            cells += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
+            cells += ["<tr>" + "".join(_td(c, k) for c, k in zip(r, ks, strict=True)) + "</tr>"
+                      for r, ks in zip(rows, colours, strict=True)]
             out.append("<table>" + "".join(cells) + "</table>")
         elif b.kind == "figure":
             data = base64.b64encode(images[b.text]).decode("ascii")
@@ -155,6 +233,11 @@ def _html(blocks: list[Block], images: dict[str, bytes]) -> str:
                        f"<figcaption>{esc(b.items[0])}</figcaption></figure>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def _td(text: str, colour: str | None) -> str:
+    style = f' style="background:{colour}"' if colour else ""
+    return f"<td{style}>{html.escape(text)}</td>"
 
 
 def _md_cell(text: str) -> str:

@@ -5,9 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hpc.machine import conditions
 from hpc.study.plan import plan_study, size_name
 from hpc.study.spec import StudySpec
-from hpc.study.store import read_study_spec, run_times, runs_by_point, write_analysis
+from hpc.study.store import (
+    rank_phase,
+    read_study_spec,
+    run_times,
+    runs_by_point,
+    write_analysis,
+)
 
 
 def scaling_points(path: Path) -> tuple[StudySpec, list[Any], list[str]]:
@@ -23,9 +30,13 @@ def scaling_points(path: Path) -> tuple[StudySpec, list[Any], list[str]]:
             continue
         run = group.latest_ok or group.runs[-1]
         times, phases = run_times(run)
+        machine = run.get("machine", {})  # absent before schema 1.2
         points.append(ScalingPoint(ranks=point.ranks, size=point.size, times=times,
                                    phase_times=phases, ok=run["status"] == "ok",
-                                   label=f"{path.name}:{run['group']}"))
+                                   label=f"{path.name}:{run['group']}",
+                                   rank_compute=rank_phase(run, "compute"),
+                                   conditions=conditions(machine),
+                                   cores=machine.get("cores_available")))
     return spec, points, notes
 
 
@@ -57,11 +68,15 @@ def report_meta(spec: StudySpec, path: Path, notes: list[str]) -> dict[str, str]
     return {k: v for k, v in meta.items() if v}
 
 
-def analyse_study_file(path: Path) -> tuple[StudySpec, Any, dict[str, str]]:
-    """Analyse a study file and store the analysis in it; returns (spec, analysis, meta)."""
+def analyse_study_file(path: Path, include_oversubscribed: bool = False
+                       ) -> tuple[StudySpec, Any, dict[str, str]]:
+    """Analyse a study file and store the analysis in it; returns (spec, analysis, meta).
+
+    Points measured oversubscribed or contended are kept out of the fits unless
+    ``include_oversubscribed``."""
     from hpc.scaling import analyse
 
     spec, points, notes = scaling_points(path)
-    analysis = analyse(spec.kind, points)
+    analysis = analyse(spec.kind, points, include_flagged=include_oversubscribed)
     write_analysis(path, analysis.to_dict())
     return spec, analysis, report_meta(spec, path, notes)

@@ -38,6 +38,9 @@ def add_study_parsers(commands: argparse._SubParsersAction) -> None:
                      help="don't analyse and write the report at the end")
     run.add_argument("--format", choices=("html", "md"), default="html",
                      help="report format (default: %(default)s)")
+    run.add_argument("--include-oversubscribed", action="store_true",
+                     help="fit the points measured with more ranks than cores, or while "
+                     "other processes competed for them (default: shown, not fitted)")
     run.add_argument("--wait", action="store_true",
                      help="slurm launcher: wait for the array and the report job to end")
     run.add_argument("--jobs-dir", type=Path, metavar="DIR",
@@ -54,6 +57,8 @@ def add_study_parsers(commands: argparse._SubParsersAction) -> None:
                         help="report format (default: %(default)s)")
     report.add_argument("--out", type=Path, metavar="PATH",
                         help="report file (default: beside the study file, NAME.html/.md)")
+    report.add_argument("--include-oversubscribed", action="store_true",
+                        help="fit the points measured oversubscribed or contended too")
     report.set_defaults(handler=cmd_study_report)
 
     compare = verbs.add_parser(
@@ -98,15 +103,16 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
                          jobs_dir=args.jobs_dir)
         # With the slurm launcher the report is the dependent job's work.
         if code == 0 and args.report and spec.launcher != "slurm":
-            return _report(out, args.format, None)
+            return _report(out, args.format, None,
+                           args.include_oversubscribed or spec.include_oversubscribed)
         return code
 
 
-def _report(path: Path, fmt: str, out: Path | None) -> int:
+def _report(path: Path, fmt: str, out: Path | None, include: bool = False) -> int:
     from hpc.scaling import write_report
     from hpc.study.analyse import analyse_study_file
 
-    spec, analysis, meta = analyse_study_file(path)
+    spec, analysis, meta = analyse_study_file(path, include)
     target = out or path.with_suffix(f".{fmt}")
     written = write_report(analysis, meta, target, fmt)
     print(analysis_summary(spec, analysis))
@@ -120,7 +126,7 @@ def analysis_summary(spec: StudySpec, analysis: object) -> str:
 
 
 def cmd_study_report(args: argparse.Namespace, argv: list[str]) -> int:
-    return _report(args.file, args.format, args.out)
+    return _report(args.file, args.format, args.out, args.include_oversubscribed)
 
 
 def cmd_study_compare(args: argparse.Namespace, argv: list[str]) -> int:

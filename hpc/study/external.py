@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from hpc import provenance
+from hpc import machine, provenance
 from hpc.records import RunRecord, append_run
 from hpc.runner import utc_now
 from hpc.study.bounded_regex import RegexTimeout, last_group
@@ -116,6 +116,7 @@ def run_command_point(spec: StudySpec, point: Point, out: Path) -> float:
     deadline = time.monotonic() + spec.timeout
     start = utc_now()
     seconds = []
+    probe = machine.Probe(children=True)  # the program's CPU time: its rusage as a child
     for repeat in range(-spec.warmup, spec.repeats):
         argv = command_argv(command, point, max(repeat, 0))
         remaining = deadline - time.monotonic()
@@ -126,6 +127,8 @@ def run_command_point(spec: StudySpec, point: Point, out: Path) -> float:
             left = max(deadline - time.monotonic(), MIN_REGEX_TIMEOUT)
             seconds.append(extract_seconds(command, stdout, wall, min(left, REGEX_TIMEOUT)))
     timings = np.array(seconds, dtype=float).reshape(spec.repeats, 1, 1)
+    # One usage stands for all the program's ranks: their CPU time is summed in it.
+    usage = machine.summarise([probe.stop()], ranks=point.ranks)
     template = shlex.join(command.argv)
     record = RunRecord(
         workload=COMMAND_WORKLOAD, backend="external", ranks=point.ranks, nodes=1,
@@ -136,6 +139,6 @@ def run_command_point(spec: StudySpec, point: Point, out: Path) -> float:
         phases=["total"], timings=timings,
         result={"time_source": command.time_source},
         provenance=provenance.collect_local(shlex.join(command_argv(command, point, 0))),
-        run_id=uuid.uuid4().hex)
+        run_id=uuid.uuid4().hex, machine=usage)
     append_run(out, record)
     return min(seconds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -35,14 +34,15 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
         print(f"every point of {spec.name} is already in {out}", file=sys.stderr)
         return 0
     if spec.launcher == "local":
+        from hpc.machine import available_cores
         from hpc.study.local import run_points_locally
 
-        cores = os.cpu_count() or 1
+        cores = available_cores()[1]
         over = [p.ranks for p in todo if p.ranks > cores]
         if over:
-            print(f"note: this machine has {cores} cores; the points with "
-                  f"{', '.join(map(str, over))} ranks are oversubscribed, so expect their "
-                  "efficiency to drop for that reason", file=sys.stderr)
+            print(f"note: this run may use {cores:g} cores; the points with "
+                  f"{', '.join(map(str, over))} ranks are oversubscribed: the analysis "
+                  "leaves them out of the fits and says so", file=sys.stderr)
 
         failures = run_points_locally(spec, todo, out)
         return 1 if failures else 0

@@ -92,8 +92,9 @@ def submit_study_array(spec: StudySpec, points: list[Point], out: Path, *,
                          throttle=spec.array_throttle, ntasks=[p.ranks for p in points])
     report_resources = resources.updated(nodes=1, ntasks_per_node=1,
                                          job_name=f"{spec.name}-report", time=REPORT_TIME)
-    report = submit(JobScript(report_resources,
-                              (Step((python, "-m", "hpc", "study", "report", str(out))),)),
+    report_argv = (python, "-m", "hpc", "study", "report", str(out),
+                   *(("--include-oversubscribed",) if spec.include_oversubscribed else ()))
+    report = submit(JobScript(report_resources, (Step(report_argv),)),
                     profile, jobs_dir=root, dependency=Dependency("afterany", (array.job_id,)))
     names = ", ".join(f"{i}: {p.describe(size_name(spec))}" for i, p in enumerate(points))
     print(f"submitted study {spec.name}: array job {array.job_id} ({len(points)} points; "

@@ -74,6 +74,8 @@ class StudySpec:
     profile: str | None = None
     array_throttle: int | None = None     # Slurm: at most this many points at once
     source: str = ""                      # the file it came from
+    # Analysis only: fit points measured oversubscribed or contended too (hpc.machine).
+    include_oversubscribed: bool = False
 
     @property
     def subject(self) -> str:
@@ -93,6 +95,7 @@ class StudySpec:
         data = asdict(self)
         data.pop("source")
         data.pop("description")
+        data.pop("include_oversubscribed")  # how to analyse, not which points run
         return json.dumps(data, sort_keys=True)
 
 
@@ -100,7 +103,7 @@ _TOP_KEYS = {
     "name": str, "description": str, "kind": str, "workload": str, "command": dict,
     "backend": str, "ranks": (list, dict), "size": int, "params": dict, "repeats": int,
     "warmup": int, "launcher": str, "timeout": (int, float), "resources": dict,
-    "profile": str, "array_throttle": int,
+    "profile": str, "array_throttle": int, "include_oversubscribed": bool,
 }
 _COMMAND_KEYS = {"run": str, "time": str, "time_regex": str, "time_json_key": str,
                  "work_exponent": (int, float)}
@@ -296,7 +299,8 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study") -
         command=command, params=params, repeats=repeats, warmup=warmup, launcher=launcher,
         timeout=timeout, description=data.get("description", ""),
         resources=dict(data.get("resources", {})), profile=data.get("profile"),
-        array_throttle=throttle, source=where)
+        array_throttle=throttle, source=where,
+        include_oversubscribed=data.get("include_oversubscribed", False))
 
 
 def load_study(path: str | Path) -> StudySpec:

@@ -102,6 +102,14 @@ def run_times(run: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return timings[:, :, phases.index("total")].max(axis=1), per_phase
 
 
+def rank_phase(run: dict[str, Any], name: str) -> np.ndarray | None:
+    """Seconds per repeat and rank [repeat, rank] of one phase; None if not recorded."""
+    phases = list(run["phases"])
+    if name not in phases:
+        return None
+    return np.asarray(run["timings"], dtype=float)[:, :, phases.index(name)]
+
+
 def write_analysis(path: Path, analysis: dict[str, Any]) -> None:
     with edit_file(path) as f:
         f.attrs["analysis"] = json.dumps(analysis, sort_keys=True)

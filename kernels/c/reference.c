@@ -1,11 +1,15 @@
 /*
  * Plain C yardstick for the Cython kernels: the loops a scientist would write, built with
  *
- *     cc -O3 -march=native -o ref kernels/c/reference.c -lm
+ *     cc -O3 -march=native -fno-math-errno -o ref kernels/c/reference.c -lm
+ *
+ * -fno-math-errno lets sqrt compile to the bare instruction (no errno branch), so gcc
+ * vectorises the n-body loop (across i: every sum over j keeps its order).
  *
  * Usage:
  *     ref heat2d N STEPS   Jacobi sweeps on an N x N interior with a one-cell halo
  *     ref nbody  N STEPS   direct-sum gravitational accelerations of N bodies
+ *     ref peak   M STEPS   the core's FP64 peak: M million vector FMAs of the widest kind
  *
  * Prints exactly one JSON line on stdout, for instance
  *     {"workload": "heat2d", "size": 4096, "unit": "MLUP/s", "value": 1234.5}
@@ -154,10 +158,60 @@ static int run_nbody(long n, int steps)
     return 0;
 }
 
+/*
+ * The core's FP64 peak, measured: CHAINS independent chains of vector multiply-adds
+ * (a = a * b + c, contracted to one FMA instruction where the CPU has FMA), enough chains
+ * to cover the FMA latency on every FMA port. The widest vector the target has is used
+ * (512 bits with AVX-512, else 256 with AVX, else 128). N is the number of rounds in
+ * millions; a round is CHAINS vector FMAs of 2 flops per lane.
+ */
+#if defined(__AVX512F__)
+#define LANES 8
+#elif defined(__AVX__)
+#define LANES 4
+#else
+#define LANES 2
+#endif
+#define CHAINS 16
+typedef double vec __attribute__((vector_size(LANES * sizeof(double))));
+
+static int run_peak(long millions, int steps)
+{
+    volatile double vb = 0.999999, vc = 1e-7; /* volatile: not known at compile time */
+    vec b, c, a[CHAINS];
+    for (int l = 0; l < LANES; l++) {
+        b[l] = vb;
+        c[l] = vc;
+    }
+    for (int k = 0; k < CHAINS; k++)
+        for (int l = 0; l < LANES; l++)
+            a[k][l] = 0.5 + 0.01 * k + 0.001 * l;
+    const long rounds = millions * 1000000L / CHAINS;
+    double best = 1e300;
+    for (int s = 0; s < steps; s++) {
+        double t0 = now();
+        for (long r = 0; r < rounds; r++)
+            for (int k = 0; k < CHAINS; k++)
+                a[k] = a[k] * b + c;
+        double t = now() - t0;
+        if (t < best)
+            best = t;
+    }
+    double checksum = 0.0;
+    for (int k = 0; k < CHAINS; k++)
+        for (int l = 0; l < LANES; l++)
+            checksum += a[k][l];
+    fprintf(stderr, "checksum %.17g\n", checksum);
+    printf("{\"workload\": \"fp64_peak\", \"size\": %d, \"unit\": \"GFLOP/s\", "
+           "\"value\": %.1f}\n",
+           LANES * 64, (double)rounds * CHAINS * LANES * 2.0 / best / 1e9);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s heat2d|nbody N STEPS\n", argv[0]);
+        fprintf(stderr, "usage: %s heat2d|nbody|peak N STEPS\n", argv[0]);
         return 2;
     }
     long n = atol(argv[2]);
@@ -170,6 +224,8 @@ int main(int argc, char **argv)
         return run_heat2d(n, steps);
     if (strcmp(argv[1], "nbody") == 0)
         return run_nbody(n, steps);
-    fprintf(stderr, "unknown workload '%s' (expected heat2d or nbody)\n", argv[1]);
+    if (strcmp(argv[1], "peak") == 0)
+        return run_peak(n, steps);
+    fprintf(stderr, "unknown workload '%s' (expected heat2d, nbody or peak)\n", argv[1]);
     return 2;
 }
