@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hpc import __version__, cuda_cli
 from hpc.errors import HpcError, UserError
+from hpc.limits import rank_count, seconds
 from hpc.slurm.cli import add_parsers as add_slurm_parsers
 from hpc.study.cli import add_study_parsers
 from hpc.workloads import WORKLOADS
@@ -16,22 +17,12 @@ from kernels import BACKENDS
 DEFAULT_OUT = Path("results/runs.h5")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive number of ranks, got {value}")
-    return value
-
-
 def add_workload_options(p: argparse.ArgumentParser, cls: type, local: bool = True) -> None:
     """The options of `hpc run NAME`, shared with `hpc submit NAME`, which leaves out the
     local launch options (--np, --timeout: Slurm's resources say that there)."""
     common = p.add_argument_group("run options")
     if local:
-        common.add_argument("--np", type=_positive_int, metavar="P",
+        common.add_argument("--np", type=rank_count, metavar="P",
                             help="number of MPI ranks to start with mpiexec (outside an MPI "
                             "job; inside one, the job's ranks are used); default: 1 rank")
     common.add_argument("--backend", choices=BACKENDS, default="cython",
@@ -46,7 +37,7 @@ def add_workload_options(p: argparse.ArgumentParser, cls: type, local: bool = Tr
                         help="HDF5 file the run record is appended to "
                         "(default: %(default)s)")
     if local:
-        common.add_argument("--timeout", type=float, metavar="SECONDS",
+        common.add_argument("--timeout", type=seconds, metavar="SECONDS",
                             help="stop the job after this long (with --np)")
     common.add_argument("--quiet", action="store_true", help="print nothing on success")
     if cls.checkpoint_every:
@@ -112,9 +103,11 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         from hpc.runner import run_ranks
 
         return run_ranks(spec)
+    from hpc.limits import available_memory
     from hpc.runner import validate
 
-    validate(spec, args.np or 1)  # fail here, before mpiexec, with one clear message
+    # Fail here, before mpiexec, with one clear message; every rank runs on this machine.
+    validate(spec, args.np or 1, node_memory=available_memory())
     if args.np is None:
         from hpc.runner import run_ranks
 
@@ -141,7 +134,7 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
                        "heat2d's halo exchange against ping-pong")
     which.add_argument("--no-mpi", dest="sections", action="store_const", const="kernels",
                        help="skip the MPI section")
-    bench.add_argument("--np", type=_positive_int, default=2, metavar="P",
+    bench.add_argument("--np", type=rank_count, default=2, metavar="P",
                        help="ranks of the MPI section (default: %(default)s)")
     bench.set_defaults(handler=_cmd_bench)
     show = commands.add_parser("show", help="table of the runs in HDF5 record files")

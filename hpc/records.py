@@ -202,13 +202,40 @@ def _write_run(group: h5py.Group, r: RunRecord) -> None:
         _write_attrs(group.create_group("machine"), r.machine)
 
 
-def _read_group(group: h5py.Group) -> dict[str, Any]:
+# Failures of h5py and of decoding a damaged or foreign file: each becomes a UserError
+# that names the file and the group (a soft-link loop, for one, is a RuntimeError).
+_DAMAGE = (KeyError, OSError, ValueError, TypeError, RuntimeError, RecursionError,
+           AttributeError, IndexError)
+
+
+@contextlib.contextmanager
+def open_for_reading(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+    """``path`` opened read-only, or a UserError saying why it cannot be (never a write)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if not path.is_file():
+        raise UserError(f"{path} is not a file")
+    try:
+        if not h5py.is_hdf5(path):
+            raise UserError(f"{path} is not an HDF5 file")
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise UserError(f"{path} cannot be read as HDF5 (truncated or damaged?): {exc}") \
+            from None
+    with f:
+        yield f
+
+
+def _read_group(group: h5py.Group, depth: int = 0) -> dict[str, Any]:
+    if depth > 16:  # a hard link back to an ancestor would recurse for ever
+        raise UserError(f"{group.name}: groups nested more than 16 deep (a link cycle?)")
     out: dict[str, Any] = {}
     for key, value in group.attrs.items():
         out[key] = value.decode() if isinstance(value, bytes) else _plain(value)
     for key, item in group.items():
         if isinstance(item, h5py.Group):
-            out[key] = _read_group(item)
+            out[key] = _read_group(item, depth + 1)
         elif item.dtype.kind == "O":
             out[key] = item.asstr()[()].tolist()  # strings, nested as the dataset is
         else:
@@ -224,22 +251,76 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# What every run group must hold for show, report and compare: attribute -> its type.
+_RUN_ATTRS: dict[str, type | tuple[type, ...]] = {
+    "workload": str, "backend": str, "ranks": int, "size": int, "size_parameter": str,
+    "parameters": str, "status": str, "verified": (bool, int), "start_utc": str,
+    "end_utc": str,
+}
+
+
+def _checked_run(group: h5py.Group) -> dict[str, Any]:
+    """One run group as a plain dict, or a UserError naming what is missing or wrong."""
+    run = _read_group(group)
+    for key, kind in _RUN_ATTRS.items():
+        if key not in run:
+            raise UserError(f"has no attribute {key!r}")
+        if not isinstance(run[key], kind):
+            raise UserError(f"attribute {key!r} is {run[key]!r}, not a "
+                            f"{getattr(kind, '__name__', 'boolean')}")
+    if run["ranks"] < 1:
+        raise UserError(f"attribute 'ranks' is {run['ranks']}")
+    parameters = json.loads(run["parameters"])
+    if not isinstance(parameters, dict):
+        raise UserError("attribute 'parameters' is not a JSON object")
+    run["parameters"] = parameters
+    timings = group.get("timings")
+    if not isinstance(timings, h5py.Dataset):
+        raise UserError("has no 'timings' dataset")
+    values = np.asarray(run["timings"])
+    phases = _plain(timings.attrs.get("phases"))
+    if not isinstance(phases, list) or not all(isinstance(p, str) for p in phases):
+        raise UserError("'timings' has no list of phase names in its 'phases' attribute")
+    if (values.ndim != 3 or values.dtype.kind not in "fiu" or 0 in values.shape
+            or values.shape[2] != len(phases) or phases[0] != "total"):
+        raise UserError(f"'timings' is {values.dtype} {values.shape} with phases {phases}; "
+                        "expected [repeat, rank, phase] seconds with 'total' first")
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise UserError("'timings' holds negative, infinite or NaN seconds")
+    run["phases"] = phases
+    return run
+
+
 def read_runs(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every run in the file, oldest first, as plain dicts (``parameters`` decoded)."""
+    """Every run in the file, oldest first, as plain dicts (``parameters`` decoded).
+
+    A file that is missing, damaged or foreign fails with a UserError naming the file,
+    the run group and what is missing; the file is only ever opened read-only.
+    """
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if not h5py.is_hdf5(path):
-        raise UserError(f"{path} is not an HDF5 file")
-    with h5py.File(path, "r") as f:
-        if "runs" not in f:
-            return []
-        runs = []
-        for name in sorted(f["runs"]):
-            group = f["runs"][name]
-            run = _read_group(group)
-            run["group"] = group.name
-            run["parameters"] = json.loads(run["parameters"])
-            run["phases"] = _plain(group["timings"].attrs["phases"])
-            runs.append(run)
-        return runs
+    with open_for_reading(path) as f:
+        where = path
+        try:
+            if "runs" not in f:
+                if f.attrs.get("format") != FORMAT_NAME:  # someone else's HDF5 file
+                    raise UserError("has no 'runs' group and no format attribute")
+                return []  # a record file (or study) with nothing recorded yet
+            group = f["runs"]
+            if not isinstance(group, h5py.Group):
+                raise UserError("'runs' is not a group")
+            runs = []
+            for name in sorted(group):
+                where = f"{path}: runs/{name}"
+                item = group[name]
+                if not isinstance(item, h5py.Group):
+                    raise UserError("is not a group")
+                run = _checked_run(item)
+                run["group"] = item.name
+                runs.append(run)
+            return runs
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}; not a run record of this suite "
+                            "(docs/SCHEMA.md)") from None
+        except _DAMAGE as exc:
+            raise UserError(f"{where}: cannot be read ({type(exc).__name__}: {exc}); the file "
+                            "is damaged or not a run record of this suite") from None

@@ -22,6 +22,7 @@ import numpy as np
 from hpc import checkpoint as ckpt
 from hpc import lifeline, machine, provenance
 from hpc.errors import HpcError, LauncherLost, NoSpace, UserError
+from hpc.limits import HERE, MAX_REPEATS, check_memory, check_ranks
 from hpc.mpi_start import init_mpi
 from hpc.records import RunRecord, append_run, check_output_path
 from hpc.timing import PhaseTimer
@@ -72,14 +73,17 @@ def workload_class(name: str, backend: str) -> type:
     return get_workload(name)
 
 
-def validate(spec: RunSpec, nranks: int) -> dict[str, Any]:
-    """Everything that can be checked before MPI starts; returns the resolved parameters."""
-    if nranks < 1:
-        raise UserError(f"--np must be a positive number of ranks, got {nranks}")
-    if spec.repeats < 1:
-        raise UserError(f"--repeats must be at least 1, got {spec.repeats}")
-    if spec.warmup < 0:
-        raise UserError(f"--warmup must be 0 or more, got {spec.warmup}")
+def validate(spec: RunSpec, nranks: int, nodes: int = 1, node_memory: int | None = None,
+             memory_where: str = HERE) -> dict[str, Any]:
+    """Everything that can be checked before MPI starts; returns the resolved parameters.
+
+    With ``node_memory`` (bytes per node) the workload's memory model must fit in it.
+    """
+    check_ranks(nranks)
+    if not 1 <= spec.repeats <= MAX_REPEATS:
+        raise UserError(f"--repeats must be from 1 to {MAX_REPEATS}, got {spec.repeats}")
+    if not 0 <= spec.warmup <= MAX_REPEATS:
+        raise UserError(f"--warmup must be from 0 to {MAX_REPEATS}, got {spec.warmup}")
     params = get_workload(spec.workload).resolve_params(spec.params, nranks)
     # What the backend's own class can do (UserError for a workload without CUDA kernels):
     # an option the backend cannot honour is refused here, not ignored by the ranks.
@@ -87,6 +91,8 @@ def validate(spec: RunSpec, nranks: int) -> dict[str, Any]:
     if spec.checkpoint is not None and not cls.checkpoint_every:
         raise UserError(f"{cls.name} cannot be checkpointed with --backend {spec.backend} "
                         "(heat2d and nbody can, on every backend)")
+    if node_memory is not None:
+        check_memory(cls, params, nranks, nodes, node_memory, memory_where)
     if spec.backend == "cuda":
         from hpc.gpu import require_cuda
 

@@ -67,6 +67,30 @@ def slurm_env() -> dict[str, str]:
     return env
 
 
+# -- a real study file ----------------------------------------------------------------
+TINY_STUDY = """\
+name = "tiny"
+workload = "pi"
+kind = "strong"
+ranks = [1, 2]
+size = 20000
+repeats = 2
+warmup = 0
+"""
+
+
+@pytest.fixture(scope="session")
+def study_file(tmp_path_factory) -> Path:
+    """A study file made by a real `hpc study run` (pi on 1 and 2 ranks, seconds): the
+    input of the read-only and corrupt-file tests. Copy it before changing it."""
+    folder = tmp_path_factory.mktemp("study")
+    (folder / "tiny.toml").write_text(TINY_STUDY)
+    out = folder / "tiny.h5"
+    assert_ok(run_hpc("study", "run", str(folder / "tiny.toml"), "--out", str(out),
+                      "--no-report"))
+    return out
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test`: -n 2 --dist loadgroup) the tests that use the
     Slurm cluster stay on one worker, one after another, as without xdist: they share

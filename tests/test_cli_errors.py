@@ -147,3 +147,49 @@ def test_timeout_stops_the_job(tmp_path):
                    "--out", str(tmp_path / "r.h5"), timeout=60)
     assert proc.returncode == 124
     assert "exceeded --timeout 3" in proc.stderr
+
+
+# -- bounded validation (issue 9): caps before any work, clear refusals ----------------
+def test_huge_rank_count_fails_at_once(tmp_path):
+    start = time.monotonic()
+    proc = run_hpc("run", "heat2d", "--np", "4611686018427387904", "--size", "16",
+                   "--out", str(tmp_path / "r.h5"))
+    assert_clean_error(proc, "beyond the 1048576 ranks")
+    assert time.monotonic() - start < 30  # it took 131 s factoring a process grid
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_timeout_must_be_positive_and_finite(value):
+    assert_clean_error(run_hpc("run", "pi", "--np", "2", "--timeout", value),
+                       "argument --timeout", "positive, finite number of seconds")
+
+
+def test_more_ranks_than_memory_allows_never_reaches_mpiexec(tmp_path):
+    # A million Python ranks need ~60 TB; mpiexec -n 1000000 would take the machine down.
+    proc = run_hpc("run", "amdahl", "--np", "1000000", "--out", str(tmp_path / "r.h5"))
+    assert_clean_error(proc, "1000000 rank(s) needs about", "is available on this machine now")
+    assert not (tmp_path / "r.h5").exists()
+
+
+def test_size_beyond_memory_is_refused_up_front(tmp_path):
+    proc = run_hpc("run", "heat2d", "--size", "300000", "--out", str(tmp_path / "r.h5"))
+    assert_clean_error(proc, "heat2d --n 300000", "GiB of memory", "smaller size")
+
+
+def test_not_a_finite_parameter():
+    assert_clean_error(run_hpc("run", "amdahl", "--serial-fraction", "nan"),
+                       "--serial-fraction must be a finite number")
+
+
+@pytest.mark.parametrize("options, phrase", [
+    (["--nodes", "4611686018427387904"], "nodes must be at most"),
+    (["--nodes", "10000", "--ntasks-per-node", "1000"], "beyond the 1048576"),
+    (["--nodes", "2", "--mem", "1G", "--size", "40000"], "but only 1.0 GiB per node with --mem 1G"),
+])
+def test_submit_dry_run_refuses_what_no_allocation_holds(tmp_path, options, phrase):
+    start = time.monotonic()
+    proc = run_hpc("submit", "heat2d", *options, "--dry-run", "--jobs-dir",
+                   str(tmp_path / "jobs"))
+    assert_clean_error(proc, phrase)
+    assert time.monotonic() - start < 30
+    assert not (tmp_path / "jobs").exists()

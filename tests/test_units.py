@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from hpc.errors import UserError
@@ -75,6 +76,33 @@ def test_relevant_environment_keeps_only_known_prefixes():
     env = {"SLURM_JOB_ID": "1", "OMP_NUM_THREADS": "2", "AWS_SECRET_ACCESS_KEY": "x",
            "HOME": "/root"}
     assert relevant_environment(env) == {"OMP_NUM_THREADS": "2", "SLURM_JOB_ID": "1"}
+
+
+@pytest.mark.parametrize("name, value, phrase", [
+    ("steps", 2.7, "whole number"), ("steps", True, "whole number"),
+    ("steps", "10", "whole number"), ("steps", 2**70, "64-bit"),
+    ("dt", float("nan"), "finite"), ("dt", float("inf"), "finite"), ("dt", "0.1", "number"),
+    ("seed", float("inf"), "whole number"),
+])
+def test_parameters_are_checked_as_their_types(name, value, phrase):
+    """No silent truncation or bool-as-int: nbody --steps 2.7 used to run 2 steps."""
+    with pytest.raises(UserError, match=phrase):
+        get_workload("nbody").resolve_params({name: value}, 1)
+
+
+def test_numpy_integers_are_whole_numbers():
+    assert get_workload("nbody").resolve_params({"steps": np.int64(3)}, 1)["steps"] == 3
+
+
+@pytest.mark.parametrize("name, size, at_least_gib", [
+    ("heat2d", 20_000, 15), ("nbody", 10**8, 9), ("kmeans", 10**9, 50)])
+def test_memory_models_count_the_big_arrays(name, size, at_least_gib):
+    cls = get_workload(name)
+    params = cls.resolve_params({cls.size_param: size}, 1)
+    per_rank, rank0 = cls.memory_bytes(params, 1)
+    assert per_rank + rank0 >= at_least_gib * 2**30
+    # Spread over more ranks, each rank holds less (nbody: every rank holds all positions).
+    assert cls.memory_bytes(params, 4)[0] <= per_rank
 
 
 def test_package_versions_match_importlib_metadata(tmp_path):

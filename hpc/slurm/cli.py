@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from hpc.errors import UserError
+from hpc.limits import seconds
 from hpc.workloads import WORKLOADS
 
 ENGINES = ("sbatch", "submitit", "submitit-local")
@@ -81,7 +82,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                          help="print the job script and submit nothing")
         how.add_argument("--wait", action="store_true",
                          help="wait for the job to end; exit with its outcome")
-        how.add_argument("--wait-timeout", type=float, metavar="SECONDS",
+        how.add_argument("--wait-timeout", type=seconds, metavar="SECONDS",
                          help="with --wait: give up waiting after this long (exit 124)")
         how.add_argument("--parsable", action="store_true",
                          help="print only the job id (for scripts)")
@@ -101,7 +102,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                                "until every job has ended. Exit 0 when all COMPLETED, a "
                                "failed job's exit code, 124 on a time limit, else 1.")
     wait.add_argument("jobs", nargs="+", metavar="JOB", help="job id (123, 123_4) or folder")
-    wait.add_argument("--timeout", type=float, metavar="SECONDS",
+    wait.add_argument("--timeout", type=seconds, metavar="SECONDS",
                       help="give up after this long (exit 124; the jobs keep running)")
     _jobs_dir_option(wait)
     wait.set_defaults(handler=_cmd_wait)
@@ -142,6 +143,7 @@ def _cmd_submit(args: argparse.Namespace, argv: list[str]) -> int:
     import os
 
     from hpc.cli import run_spec_from_args
+    from hpc.limits import slurm_mem_bytes
     from hpc.runner import validate
     from hpc.slurm.jobdir import jobs_root
     from hpc.slurm.profiles import load_profile
@@ -153,7 +155,10 @@ def _cmd_submit(args: argparse.Namespace, argv: list[str]) -> int:
     spec.out = spec.out.expanduser().resolve()
     if spec.checkpoint is not None:
         spec.checkpoint = spec.checkpoint.expanduser().resolve()
-    validate(spec, resources.ntasks)  # bad workload input fails here, before Slurm
+    # Bad workload input fails here, before Slurm; so does a size beyond the --mem asked.
+    memory = slurm_mem_bytes(resources.mem) if resources.mem else None
+    validate(spec, resources.ntasks, resources.nodes, memory,
+             f"per node with --mem {resources.mem}")
     dependency = Dependency.parse(args.dependency) if args.dependency else None
     command = shlex.join(["hpc", *argv])
     # The job inherits this environment (sbatch's default --export=ALL), so the record's

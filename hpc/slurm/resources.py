@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from hpc.errors import UserError
+from hpc.limits import MAX_NODES, MAX_RANKS, MAX_TASKS_PER_NODE
 
 LAUNCHERS = ("srun", "mpirun")
 KILL_ON_BAD_EXIT = "--kill-on-bad-exit=1"
@@ -37,13 +38,15 @@ _NAME_LIST = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*(,[A-Za-z0-9][A-Za-z0-9_.+-
 _CONSTRAINT = re.compile(r"[A-Za-z0-9_.+\-&|,*\[\]():!]+")
 _MODULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+/@:~-]*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_MEM = re.compile(r"[1-9][0-9]*[KMGT]?")
+_MEM = re.compile(r"[1-9][0-9]{0,15}[KMGT]?")
 _MPI_PLUGIN = re.compile(r"[a-z][a-z0-9_]*")
 # One command-line option (sbatch directive or srun argument): --name or --name=value.
 _OPTION = re.compile(r"--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:=@%+/*\[\]&|()!-]+)?")
 # One argument of the launcher (srun or mpirun), e.g. --gpu-bind=closest or --bind-to, core.
 _TOKEN = re.compile(r"[A-Za-z0-9_.,:=@%+/*\[\]-]+")
-_TIME = re.compile(r"(?:(?P<days>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?")
+# At most 9 digits a field: a limit beyond that is a typo, and int() of it stays quick.
+_TIME = re.compile(r"(?:(?P<days>\d{1,9})-)?(?P<a>\d{1,9})(?::(?P<b>\d{1,9}))?"
+                   r"(?::(?P<c>\d{1,9}))?")
 
 # Directives the renderer writes itself: giving them as extras would contradict it.
 _OWN_DIRECTIVES = {
@@ -90,13 +93,15 @@ def format_time(seconds: int) -> str:
     return f"{days}-{hms}" if days else hms
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+def _check_int(name: str, value: Any, minimum: int, maximum: int) -> int:
+    if isinstance(value, str) and value.strip().isdigit() and len(value) < 20:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise UserError(f"{name} must be a whole number, got {value!r}")
     if value < minimum:
         raise UserError(f"{name} must be at least {minimum}, got {value}")
+    if value > maximum:
+        raise UserError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 
@@ -168,10 +173,15 @@ class Resources:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise in place once
-        set_(self, "nodes", _check_int("nodes", self.nodes, 1))
-        set_(self, "ntasks_per_node", _check_int("ntasks_per_node", self.ntasks_per_node, 1))
-        set_(self, "cpus_per_task", _check_int("cpus_per_task", self.cpus_per_task, 1))
-        set_(self, "gpus_per_node", _check_int("gpus_per_node", self.gpus_per_node, 0))
+        set_(self, "nodes", _check_int("nodes", self.nodes, 1, MAX_NODES))
+        set_(self, "ntasks_per_node", _check_int("ntasks_per_node", self.ntasks_per_node, 1,
+                                                 MAX_TASKS_PER_NODE))
+        set_(self, "cpus_per_task", _check_int("cpus_per_task", self.cpus_per_task, 1,
+                                               MAX_TASKS_PER_NODE))
+        set_(self, "gpus_per_node", _check_int("gpus_per_node", self.gpus_per_node, 0, 1024))
+        if self.ntasks > MAX_RANKS:
+            raise UserError(f"nodes = {self.nodes} x ntasks_per_node = {self.ntasks_per_node} "
+                            f"is {self.ntasks} ranks, beyond the {MAX_RANKS} this suite runs")
         set_(self, "time", format_time(parse_time(self.time)))
         if self.mem is not None:
             set_(self, "mem", _check_pattern("mem", str(self.mem).upper(), _MEM,

@@ -68,9 +68,10 @@ def report_meta(spec: StudySpec, path: Path, notes: list[str]) -> dict[str, str]
     return {k: v for k, v in meta.items() if v}
 
 
-def analyse_study_file(path: Path, include_oversubscribed: bool = False
+def analyse_study_file(path: Path, store: bool = False, include_oversubscribed: bool = False
                        ) -> tuple[StudySpec, Any, dict[str, str]]:
-    """Analyse a study file and store the analysis in it; returns (spec, analysis, meta).
+    """Analyse a study file; returns (spec, analysis, meta). The file is only read, unless
+    ``store`` caches the analysis in it (for the study's own run, or when asked).
 
     Points measured oversubscribed or contended are kept out of the fits unless
     ``include_oversubscribed``."""
@@ -78,5 +79,6 @@ def analyse_study_file(path: Path, include_oversubscribed: bool = False
 
     spec, points, notes = scaling_points(path)
     analysis = analyse(spec.kind, points, include_flagged=include_oversubscribed)
-    write_analysis(path, analysis.to_dict())
+    if store:
+        write_analysis(path, analysis.to_dict())
     return spec, analysis, report_meta(spec, path, notes)

@@ -57,6 +57,9 @@ def add_study_parsers(commands: argparse._SubParsersAction) -> None:
                         help="report format (default: %(default)s)")
     report.add_argument("--out", type=Path, metavar="PATH",
                         help="report file (default: beside the study file, NAME.html/.md)")
+    report.add_argument("--store-analysis", action="store_true",
+                        help="also cache the analysis in the study file (its 'analysis' "
+                        "attribute); without it the study file is only read")
     report.add_argument("--include-oversubscribed", action="store_true",
                         help="fit the points measured oversubscribed or contended too")
     report.set_defaults(handler=cmd_study_report)
@@ -91,6 +94,9 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.launcher:
         spec = replace(spec, launcher=args.launcher)
     points = plan_study(spec)
+    from hpc.study.runner import check_points_fit
+
+    check_points_fit(spec, points)  # the dry run too: it says whether the points fit
     out = args.out or RESULTS / f"{spec.name}.h5"
     print(format_plan(spec, points))
     if args.dry_run:
@@ -104,17 +110,34 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
         # With the slurm launcher the report is the dependent job's work.
         if code == 0 and args.report and spec.launcher != "slurm":
             return _report(out, args.format, None,
-                           args.include_oversubscribed or spec.include_oversubscribed)
+                           args.include_oversubscribed or spec.include_oversubscribed,
+                           store=True)  # the study's own output file
         return code
 
 
-def _report(path: Path, fmt: str, out: Path | None, include: bool = False) -> int:
+def _check_report_target(target: Path, given: bool) -> None:
+    import os
+
+    existing = next(p for p in (target, *target.parents) if p.exists() or p == Path("."))
+    folder = existing if existing.is_dir() else existing.parent
+    if not os.access(folder, os.W_OK | os.X_OK) or (existing == target
+                                                    and not os.access(target, os.W_OK)):
+        hint = "" if given else "; give --out PATH for the report"
+        raise UserError(f"cannot write the report {target}: {folder} is not writable{hint}")
+
+
+def _report(path: Path, fmt: str, out: Path | None, include: bool = False,
+            store: bool = False) -> int:
     from hpc.scaling import write_report
     from hpc.study.analyse import analyse_study_file
 
-    spec, analysis, meta = analyse_study_file(path, include)
     target = out or path.with_suffix(f".{fmt}")
-    written = write_report(analysis, meta, target, fmt)
+    _check_report_target(target, given=out is not None)  # before the work, not after
+    spec, analysis, meta = analyse_study_file(path, store=store, include_oversubscribed=include)
+    try:
+        written = write_report(analysis, meta, target, fmt)
+    except OSError as exc:
+        raise UserError(f"cannot write the report {target}: {exc.strerror or exc}") from None
     print(analysis_summary(spec, analysis))
     print(f"report: {written}")
     return 0
@@ -126,15 +149,17 @@ def analysis_summary(spec: StudySpec, analysis: object) -> str:
 
 
 def cmd_study_report(args: argparse.Namespace, argv: list[str]) -> int:
-    return _report(args.file, args.format, args.out, args.include_oversubscribed)
+    return _report(args.file, args.format, args.out, args.include_oversubscribed,
+                   store=args.store_analysis)
 
 
 def cmd_study_compare(args: argparse.Namespace, argv: list[str]) -> int:
-    from hpc.scaling import compare
-    from hpc.study.analyse import analyse_study_file
+    from hpc.scaling import analyse, compare
+    from hpc.study.analyse import scaling_points
 
-    _, a, _ = analyse_study_file(args.baseline)
-    _, b, _ = analyse_study_file(args.candidate)
+    # Both files read and checked before either is fitted: a bad one fails at once.
+    loaded = [scaling_points(path) for path in (args.baseline, args.candidate)]
+    a, b = (analyse(spec.kind, points) for spec, points, _ in loaded)
     comparison = compare(a, b)
     print(comparison.text())
     return 1 if comparison.regressed else 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpc.errors import UserError
+from hpc.limits import INT64_MAX
 from hpc.study.spec import StudySpec
 from hpc.workloads import WORKLOADS
 
@@ -60,6 +61,10 @@ def plan_study(spec: StudySpec) -> list[Point]:
     exponent = command.work_exponent or 1.0
     for i, ranks in enumerate(spec.ranks):
         size = base if spec.kind == "strong" else _grown(base, ranks / base_ranks, exponent)
+        if size > INT64_MAX:  # a small work_exponent grows the size as a high power
+            raise UserError(f"{spec.source}: the point with {ranks} ranks would need size "
+                            f"{size:.3g}, beyond the 64-bit integers; lower the ladder or "
+                            "raise work_exponent")
         points.append(Point(i, ranks, size, {}, float(size) ** exponent))
     return points
 

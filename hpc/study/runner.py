@@ -6,9 +6,12 @@ import sys
 from pathlib import Path
 
 from hpc.atomic import folder_lock
+from hpc.errors import UserError
+from hpc.limits import HERE, available_memory, check_memory
 from hpc.study.plan import Point, size_name
 from hpc.study.spec import StudySpec
 from hpc.study.store import open_study_file, runs_by_point
+from hpc.workloads import WORKLOADS
 
 
 def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Point]:
@@ -22,6 +25,30 @@ def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Poin
         print(f"resuming {out}: {len(done)} of {len(points)} points already recorded "
               f"({names})", file=sys.stderr)
     return [p for p in points if p not in done]
+
+
+def check_points_fit(spec: StudySpec, points: list[Point]) -> None:
+    """Refuse, before the study file exists, a point whose memory model does not fit: this
+    machine's memory (local launcher) or the allocation's [resources] mem (Slurm)."""
+    if spec.workload is None:
+        return  # an external command declares no memory model
+    cls = WORKLOADS[spec.workload]
+    if spec.launcher == "local":
+        memory, where = available_memory(), HERE
+        nodes_for = {p.ranks: 1 for p in points}
+    else:
+        from hpc.study.slurm_launcher import allocation_memory
+
+        memory, where, nodes_for = allocation_memory(spec, points)
+        if memory is None:
+            return  # no mem asked: the site's default, unknown here
+    for point in points:
+        try:
+            check_memory(cls, point.params, point.ranks, nodes_for[point.ranks], memory,
+                         where)
+        except UserError as exc:
+            raise UserError(f"{spec.source}: the point with {point.ranks} ranks cannot run: "
+                            f"{exc}") from None
 
 
 def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = False, *,

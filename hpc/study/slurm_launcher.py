@@ -65,6 +65,23 @@ def exact_allocation(spec: StudySpec, profile: Any, ranks: int) -> Any:
     return resources.updated(nodes=nodes, ntasks_per_node=ranks // nodes)
 
 
+def allocation_memory(spec: StudySpec, points: list[Point]) -> tuple[int | None, str,
+                                                                     dict[int, int]]:
+    """(bytes per node, how to name them, nodes per rank count) of the study's jobs; None
+    bytes when [resources] (or the profile) asks for no mem."""
+    from hpc.limits import slurm_mem_bytes
+
+    profile = _profile(spec)
+    if spec.launcher == "submitit":
+        shapes = {p.ranks: exact_allocation(spec, profile, p.ranks) for p in points}
+    else:  # every array task has the largest point's shape; srun packs a point's ranks
+        largest = allocation(spec, profile, max(p.ranks for p in points))
+        shapes = {p.ranks: largest for p in points}
+    mem = next(iter(shapes.values())).mem
+    nodes = {ranks: math.ceil(ranks / r.ntasks_per_node) for ranks, r in shapes.items()}
+    return (slurm_mem_bytes(mem) if mem else None), f"per node with [resources] mem = {mem}", nodes
+
+
 def _require_workload(spec: StudySpec, launcher: str) -> None:
     if spec.workload is None:
         raise UserError(f"the {launcher} launcher runs built-in workloads; a [command] study "
@@ -92,7 +109,7 @@ def submit_study_array(spec: StudySpec, points: list[Point], out: Path, *,
                          throttle=spec.array_throttle, ntasks=[p.ranks for p in points])
     report_resources = resources.updated(nodes=1, ntasks_per_node=1,
                                          job_name=f"{spec.name}-report", time=REPORT_TIME)
-    report_argv = (python, "-m", "hpc", "study", "report", str(out),
+    report_argv = (python, "-m", "hpc", "study", "report", str(out), "--store-analysis",
                    *(("--include-oversubscribed",) if spec.include_oversubscribed else ()))
     report = submit(JobScript(report_resources, (Step(report_argv),)),
                     profile, jobs_dir=root, dependency=Dependency("afterany", (array.job_id,)))

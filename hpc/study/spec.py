@@ -25,10 +25,12 @@ import shlex
 import string
 import sys
 from dataclasses import asdict, dataclass, field
+from dataclasses import replace as _replace
 from pathlib import Path
 from typing import Any
 
 from hpc.errors import UserError
+from hpc.limits import INT64_MAX, MAX_POINTS, MAX_RANKS, MAX_REPEATS, check_seconds
 from hpc.workloads import WORKLOADS
 
 if sys.version_info >= (3, 11):
@@ -41,7 +43,8 @@ LAUNCHERS = ("local", "slurm", "submitit")
 # Placeholders an external command may use; every value is a number, so substituting
 # them into an already split argument list cannot change the command's shape.
 COMMAND_FIELDS = ("ranks", "size", "repeat")
-MAX_RANKS = 1 << 20
+# Work models outside this range make sizes explode (or not grow at all) in a weak study.
+WORK_EXPONENT_RANGE = (0.1, 10.0)
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,28 @@ class StudySpec:
 
     @classmethod
     def from_json(cls, text: str, source: str = "") -> StudySpec:
-        """The spec a study file stored (the inverse of ``to_json``)."""
-        data = json.loads(text)
-        if data.get("command") is not None:
-            command = data["command"]
-            data["command"] = CommandSpec(**{**command, "argv": tuple(command["argv"])})
-        return cls(**{**data, "ranks": tuple(data["ranks"]), "source": source})
+        """The spec a study file stored (the inverse of ``to_json``), validated as a study
+        file is: a damaged or foreign ``study_spec`` fails with a UserError."""
+        where = f"{source}: study_spec" if source else "study_spec"
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise UserError(f"{where} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{where} is not a study description (a JSON object)")
+        table = {k: v for k, v in data.items() if v is not None and v != {}}
+        command = table.get("command")
+        if isinstance(command, dict):  # back to the TOML shape: run is one string
+            argv = command.get("argv")
+            if not isinstance(argv, list) or not all(isinstance(w, str) for w in argv):
+                raise UserError(f"{where}: command.argv must be a list of strings")
+            toml_names = {"time_source": "time", "time_regex": "time_regex",
+                          "time_json_key": "time_json_key", "work_exponent": "work_exponent"}
+            table["command"] = {"run": shlex.join(argv),
+                                **{toml_names.get(k, k): v for k, v in command.items()
+                                   if k != "argv" and v is not None}}
+        spec = parse_study(table, where)
+        return _replace(spec, source=source)
 
     def to_json(self) -> str:
         """Everything that decides which points run and how; stored in the study file."""
@@ -139,6 +158,9 @@ def expand_ladder(value: list[Any] | dict[str, Any], where: str) -> tuple[int, .
     if isinstance(value, list):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise UserError(f"{where}: ranks must be whole numbers, got {value!r}")
+        if len(value) > MAX_POINTS:
+            raise UserError(f"{where}: {len(value)} rank counts; a study has at most "
+                            f"{MAX_POINTS} points")
         ladder = list(value)
     else:
         _check_keys(f"{where}: ranks", value, _LADDER_KEYS)
@@ -159,6 +181,9 @@ def expand_ladder(value: list[Any] | dict[str, Any], where: str) -> tuple[int, .
                 p *= 2
         elif step < 1:
             raise UserError(f"{where}: ranks step must be at least 1, got {step}")
+        elif (stop - start) // step + 1 > MAX_POINTS:
+            raise UserError(f"{where}: ranks from {start} to {stop} step {step} gives more "
+                            f"than {MAX_POINTS} points; use a larger step or a list")
         else:
             ladder = list(range(start, stop + 1, step))
     if not ladder:
@@ -166,6 +191,8 @@ def expand_ladder(value: list[Any] | dict[str, Any], where: str) -> tuple[int, .
                         "e.g. ranks = [1, 2, 4]")
     if any(p < 1 for p in ladder):
         raise UserError(f"{where}: rank counts must be positive, got {ladder}")
+    if max(ladder) > MAX_RANKS:
+        raise UserError(f"{where}: rank count {max(ladder)} is beyond {MAX_RANKS}")
     if len(set(ladder)) != len(ladder):
         raise UserError(f"{where}: rank counts repeat in {ladder}; list each once "
                         "(repeats = N repeats a point)")
@@ -183,12 +210,17 @@ def _command(table: dict[str, Any], where: str) -> CommandSpec:
         raise UserError(f"{where}: [command] run cannot be split into words: {exc}") from None
     if not argv:
         raise UserError(f"{where}: [command] run is empty")
+    fields = ', '.join('{' + f + '}' for f in COMMAND_FIELDS)
     for word in argv:
-        for _, name, spec, conversion in string.Formatter().parse(word):
+        try:
+            parsed = list(string.Formatter().parse(word))
+        except ValueError as exc:  # an unbalanced { or }
+            raise UserError(f"{where}: [command] run: {exc} in {word!r}; the placeholders "
+                            f"are {fields} (write {{{{ and }}}} for literal braces)") from None
+        for _, name, spec, conversion in parsed:
             if name is not None and (name not in COMMAND_FIELDS or spec or conversion):
                 raise UserError(f"{where}: [command] run uses {{{name}}}; the placeholders "
-                                f"are {', '.join('{' + f + '}' for f in COMMAND_FIELDS)} "
-                                "(write {{ and }} for literal braces)")
+                                f"are {fields} (write {{{{ and }}}} for literal braces)")
     if not any("{ranks}" in word for word in argv):
         raise UserError(f"{where}: [command] run must start its own ranks with {{ranks}}, "
                         "e.g. run = \"mpiexec -n {ranks} ./app\" or \"srun -n {ranks} ./app\"")
@@ -214,8 +246,10 @@ def _command(table: dict[str, Any], where: str) -> CommandSpec:
     if time == "json" and not table.get("time_json_key"):
         raise UserError(f"{where}: [command] time = \"json\" needs time_json_key")
     exponent = table.get("work_exponent")
-    if exponent is not None and exponent <= 0:
-        raise UserError(f"{where}: [command] work_exponent must be positive, got {exponent}")
+    low, high = WORK_EXPONENT_RANGE
+    if exponent is not None and not low <= exponent <= high:  # NaN fails this too
+        raise UserError(f"{where}: [command] work_exponent must be from {low:g} to {high:g} "
+                        f"(work grows as size ** work_exponent), got {exponent}")
     return CommandSpec(argv=argv, time_source=time, time_regex=table.get("time_regex"),
                        time_json_key=table.get("time_json_key"),
                        work_exponent=None if exponent is None else float(exponent))
@@ -226,6 +260,7 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study") -
     from kernels import BACKENDS
 
     _check_keys(where, data, _TOP_KEYS)
+    _refuse_nul(data, where)
     kind = data.get("kind")
     if kind not in KINDS:
         raise UserError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -250,15 +285,25 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study") -
                         f"from the spread of the repeats), got {repeats}")
     if warmup < 0:
         raise UserError(f"{where}: warmup must be 0 or more, got {warmup}")
-    timeout = float(data.get("timeout", 3600))
-    if timeout <= 0:
-        raise UserError(f"{where}: timeout must be positive seconds, got {timeout:g}")
+    if max(repeats, warmup) > MAX_REPEATS:
+        raise UserError(f"{where}: repeats and warmup must be at most {MAX_REPEATS}, got "
+                        f"{max(repeats, warmup)}")
+    timeout = check_seconds(data.get("timeout", 3600), f"{where}: timeout")
     throttle = data.get("array_throttle")
-    if throttle is not None and throttle < 1:
-        raise UserError(f"{where}: array_throttle must be at least 1, got {throttle}")
+    if throttle is not None and not 1 <= throttle <= MAX_POINTS:
+        raise UserError(f"{where}: array_throttle must be from 1 to {MAX_POINTS}, "
+                        f"got {throttle}")
     size = data.get("size")
-    if size is not None and size < 1:
-        raise UserError(f"{where}: size must be positive, got {size}")
+    if size is not None and not 1 <= size <= INT64_MAX:
+        raise UserError(f"{where}: size must be a positive 64-bit integer, got {size}")
+    resources = dict(data.get("resources", {}))
+    if resources:
+        from hpc.slurm.resources import Resources
+
+        try:  # every launcher's resources, checked before any study file exists
+            Resources.create(resources)
+        except UserError as exc:
+            raise UserError(f"{where}: [resources] {exc}") from None
     name = data.get("name", default_name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise UserError(f"{where}: name {name!r} must be 1-64 letters, digits, '.', '_' or "
@@ -276,7 +321,10 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study") -
         if cls.size_param in params:
             raise UserError(f"{where}: set the size with size = N, not params.{cls.size_param} "
                             "(the size is what a weak study grows)")
-        cls.resolve_params({**params, cls.size_param: size}, 1)  # names, types, ranges
+        try:  # names, types, ranges
+            cls.resolve_params({**params, cls.size_param: size}, 1)
+        except UserError as exc:
+            raise UserError(f"{where}: [params] {exc}") from None
         work_exponent = getattr(cls, "work_exponent", None)
     else:
         if params:
@@ -298,9 +346,23 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study") -
         name=name, kind=kind, ranks=ladder, size=size, backend=backend, workload=workload,
         command=command, params=params, repeats=repeats, warmup=warmup, launcher=launcher,
         timeout=timeout, description=data.get("description", ""),
-        resources=dict(data.get("resources", {})), profile=data.get("profile"),
+        resources=resources, profile=data.get("profile"),
         array_throttle=throttle, source=where,
         include_oversubscribed=data.get("include_oversubscribed", False))
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    """No NUL byte in any key or string: it cannot reach an argv, a file name or HDF5."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise UserError(f"{where}: {value!r} holds a NUL byte")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, where)
+            _refuse_nul(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item, where)
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -312,8 +374,13 @@ def load_study(path: str | Path) -> StudySpec:
         raise UserError(f"study file {path} not found{hint}")
     try:
         data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError;
+        # so is an integer of more than 4300 digits
         raise UserError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid TOML: tables or arrays nested too deep") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read: {exc.strerror}") from None
     return parse_study(data, str(path), default_name=path.stem)
 
 

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from hpc.errors import UserError
-from hpc.records import edit_file, read_runs
+from hpc.records import edit_file, open_for_reading, read_runs
 from hpc.study.plan import Point
 from hpc.study.spec import StudySpec
 
@@ -29,9 +29,8 @@ COMMAND_WORKLOAD = "command"  # the ``workload`` attribute of an external comman
 def open_study_file(path: Path, spec: StudySpec, restart: bool = False) -> None:
     """Create the study file, or check that an existing one belongs to this spec."""
     if path.exists() and h5py.is_hdf5(path):
-        with h5py.File(path, "r") as f:
-            stored = f.attrs.get("study_spec")
-        if stored is not None and json.loads(stored) == json.loads(spec.to_json()):
+        stored = _root_text(path, "study_spec")
+        if stored is not None and _same_spec(stored, spec):
             return  # this study's file already; an edit would copy the whole file for nothing
         if stored is not None:
             if not restart:
@@ -47,6 +46,13 @@ def open_study_file(path: Path, spec: StudySpec, restart: bool = False) -> None:
         f.attrs["study_name"] = spec.name
         f.attrs["study_kind"] = spec.kind
         f.attrs["study_spec"] = spec.to_json()
+
+
+def _same_spec(stored: str, spec: StudySpec) -> bool:
+    try:
+        return json.loads(stored) == json.loads(spec.to_json())
+    except ValueError:  # a damaged study_spec: a different study, as far as reuse goes
+        return False
 
 
 def _same_params(run_params: dict[str, Any], point_params: dict[str, Any]) -> bool:
@@ -79,14 +85,23 @@ def runs_by_point(path: Path, spec: StudySpec, points: list[Point]) -> list[Poin
     return [PointRuns(p, [r for r in runs if _matches(r, spec, p)]) for p in points]
 
 
+def _root_text(path: Path, name: str) -> str | None:
+    """A string attribute of the file's root, None when absent; read-only."""
+    with open_for_reading(path) as f:
+        try:
+            value = f.attrs.get(name)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise UserError(f"{path}: its {name} attribute cannot be read: {exc}") from None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if value is not None and not isinstance(value, str):
+        raise UserError(f"{path}: its {name} attribute is not text")
+    return value
+
+
 def read_study_spec(path: Path) -> StudySpec:
     """The spec stored in a study file, or a clear error if it is not one."""
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if not h5py.is_hdf5(path):
-        raise UserError(f"{path} is not an HDF5 file")
-    with h5py.File(path, "r") as f:
-        stored = f.attrs.get("study_spec")
+    stored = _root_text(path, "study_spec")
     if stored is None:
         raise UserError(f"{path} is not a study file (it has no study_spec); make one with "
                         "`hpc study run STUDY.toml`")
@@ -111,11 +126,12 @@ def rank_phase(run: dict[str, Any], name: str) -> np.ndarray | None:
 
 
 def write_analysis(path: Path, analysis: dict[str, Any]) -> None:
+    """Cache the analysis in the study file: only for ``hpc study run`` (the file is its
+    output) or ``hpc study report --store-analysis``; reading commands never write."""
     with edit_file(path) as f:
         f.attrs["analysis"] = json.dumps(analysis, sort_keys=True)
 
 
 def read_analysis(path: Path) -> dict[str, Any] | None:
-    with h5py.File(path, "r") as f:
-        stored = f.attrs.get("analysis")
+    stored = _root_text(path, "analysis")
     return None if stored is None else json.loads(stored)

@@ -14,11 +14,14 @@ that a weak-scaling study can keep the work per rank constant.
 
 from __future__ import annotations
 
+import math
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from hpc.errors import UserError
+from hpc.limits import INT64_MAX
 from hpc.timing import PhaseTimer
 
 
@@ -33,6 +36,29 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
+
+    def convert(self, value: Any) -> Any:
+        """``value`` checked as this parameter's type, in range; else a UserError.
+
+        Nothing is converted silently: 2.7 is no count of steps, true is no number and
+        "10" is a string (TOML and the Python API hand values over as they were written).
+        """
+        if self.type is int:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise UserError(f"--{self.option} must be a whole number, got {value!r}")
+            value = int(value)  # numpy integers too
+            if abs(value) > INT64_MAX:
+                raise UserError(f"--{self.option} {value} is beyond the 64-bit integers")
+        elif self.type is float:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise UserError(f"--{self.option} must be a number, got {value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise UserError(f"--{self.option} must be a finite number, got {value}")
+        elif not isinstance(value, self.type):
+            raise UserError(f"--{self.option} must be a {self.type.__name__}, got {value!r}")
+        self.check(value)
+        return value
 
     def check(self, value: Any) -> None:
         if self.choices is not None and value not in self.choices:
@@ -97,8 +123,7 @@ class Workload(ABC):
                             f"valid: {valid}")
         params = cls.defaults() | {k: v for k, v in given.items() if v is not None}
         for p in cls.params:
-            params[p.name] = p.type(params[p.name])
-            p.check(params[p.name])
+            params[p.name] = p.convert(params[p.name])
         cls.check_decomposition(params, nranks)
         return params
 
@@ -111,6 +136,15 @@ class Workload(ABC):
                 f"{cls.name}: --{cls.size_param.replace('_', '-')} {size} is too small for "
                 f"{nranks} ranks (each rank needs at least one); use at least {nranks}"
             )
+
+    @classmethod
+    def memory_bytes(cls, params: dict[str, Any], nranks: int) -> tuple[float, float]:
+        """Memory model: (bytes each rank's arrays need, bytes rank 0 needs on top).
+
+        An estimate from the arrays the workload allocates, good to a factor of two, so
+        that a size which cannot fit is refused before any rank starts (hpc.limits).
+        """
+        return 0.0, 0.0
 
     @classmethod
     def work(cls, params: dict[str, Any]) -> float:

@@ -122,6 +122,17 @@ class Heat2D(SteppedWorkload):
     def work(cls, params: dict[str, Any]) -> float:
         return float(params["n"]) ** 2 * params["steps"]
 
+    @classmethod
+    def memory_bytes(cls, params: dict[str, Any], nranks: int) -> tuple[float, float]:
+        n = params["n"]
+        px, py = balanced_dims(nranks)
+        block = (-(-n // px) + 2) * (-(-n // py) + 2) * 8.0
+        whole = 8.0 * n * n
+        # Each rank: u0, u, v and a temporary while building u0. Rank 0: the gathered
+        # blocks and the assembled field, plus the serial reference's grids when it runs.
+        reference = 4 * whole if n * n * params["steps"] <= REFERENCE_MAX_UPDATES else 0.0
+        return 4 * block, 2 * whole + reference
+
     def setup(self) -> None:
         n = self.params["n"]
         dims = MPI.Compute_dims(self.comm.size, 2)

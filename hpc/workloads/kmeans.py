@@ -100,6 +100,16 @@ class KMeans(Workload):
     def work(cls, params: dict[str, Any]) -> float:
         return float(params["points"]) * params["k"] * params["iterations"]
 
+    @classmethod
+    def memory_bytes(cls, params: dict[str, Any], nranks: int) -> tuple[float, float]:
+        # Each rank's training and fresh points, built in chunks then concatenated (two
+        # copies at the peak), and the labels; rank 0's reference regenerates them all.
+        train = -(-params["points"] // nranks) * params["dims"] * 8.0
+        fresh = -(-params["predict_points"] // nranks) * (params["dims"] + 1) * 8.0
+        small = params["points"] * params["k"] * params["iterations"] <= REFERENCE_MAX_WORK
+        reference = 2 * 8.0 * params["points"] * params["dims"] if small else 0.0
+        return 2 * (train + fresh), reference
+
     def setup(self) -> None:
         p = self.params
         lo, hi = block_range(p["points"], self.comm.size, self.comm.rank)

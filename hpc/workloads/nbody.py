@@ -65,6 +65,13 @@ class NBody(SteppedWorkload):
     def work(cls, params: dict[str, Any]) -> float:
         return float(params["n"]) ** 2 * params["steps"]
 
+    @classmethod
+    def memory_bytes(cls, params: dict[str, Any], nranks: int) -> tuple[float, float]:
+        # Every rank holds all positions (twice), the initial velocities, masses and the
+        # set-up temporaries: about 13 doubles per body; rank 0's reference adds 9.
+        n = float(params["n"])
+        return 13 * 8 * n, 9 * 8 * n
+
     def setup(self) -> None:
         n = self.params["n"]
         self.eps2 = self.params["softening"] ** 2
