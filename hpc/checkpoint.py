@@ -25,9 +25,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from hpc.atomic import replace_atomically
 from hpc.errors import UserError
 from hpc.lazympi import MPI
-from hpc.records import replace_atomically
 from hpc.workloads.base import Block
 
 FORMAT_NAME = "hpc-suite checkpoint"

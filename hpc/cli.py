@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from hpc import __version__, cuda_cli
-from hpc.errors import UserError
+from hpc.errors import HpcError, UserError
 from hpc.limits import rank_count, seconds
 from hpc.slurm.cli import add_parsers as add_slurm_parsers
 from hpc.study.cli import add_study_parsers
@@ -172,6 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args, argv)
-    except UserError as exc:
+    except HpcError as exc:
         print(f"hpc: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import base64
 import html
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpc.atomic import write_bytes
 from hpc.errors import UserError
 from hpc.scaling.analysis import StudyAnalysis
 from hpc.scaling.estimate import format_estimate, format_number
@@ -267,21 +266,6 @@ def _markdown(blocks: list[Block], files: dict[str, str]) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write beside the target and rename: a crash never leaves half a report."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def report_path(out: Path, fmt: str) -> Path:
     """``out`` itself, or ``out/report.<ext>`` when ``out`` is a folder."""
     if fmt not in FORMATS:
@@ -305,11 +289,11 @@ def write_report(analysis: StudyAnalysis, meta: dict, out: Path, fmt: str = "htm
     blocks = build_blocks(analysis, meta, title)
     images = render_png(analysis, title)
     if fmt == "html":
-        _write_atomic(path, _html(blocks, images).encode("utf-8"))
+        write_bytes(path, _html(blocks, images).encode("utf-8"))
         return path
     files = {}
     for name, png in images.items():
         files[name] = f"{path.stem}-{name}.png"
-        _write_atomic(path.with_name(files[name]), png)
-    _write_atomic(path, _markdown(blocks, files).encode("utf-8"))
+        write_bytes(path.with_name(files[name]), png)
+    write_bytes(path, _markdown(blocks, files).encode("utf-8"))
     return path

@@ -238,6 +238,7 @@ def _cmd_wait(args: argparse.Namespace, argv: list[str]) -> int:
         explain_node_failures,
         remember_states,
         say,
+        show_failures,
         table,
         wait_for,
     )
@@ -246,6 +247,7 @@ def _cmd_wait(args: argparse.Namespace, argv: list[str]) -> int:
     finished = wait_for(tracker, args.timeout)
     remember_states(tracker, folders)
     print(table(tracker, folders))
+    show_failures(tracker, folders)  # with the failing rank's first error lines
     explain_node_failures(tracker, folders)
     if not finished:
         say(f"hpc: error: jobs still running after --timeout {args.timeout:g} s")

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from hpc.atomic import write_bytes
 from hpc.errors import UserError
 
 JOBS_DIR_ENV = "HPC_JOBS_DIR"
@@ -58,9 +59,7 @@ def new_job_folder(root: Path, name: str) -> Path:
 
 def write_info(folder: Path, info: dict[str, Any]) -> None:
     """Write job.json atomically (a reader never sees half of it)."""
-    tmp = folder / f".{INFO_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, folder / INFO_FILE)
+    write_bytes(folder / INFO_FILE, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_info(folder: Path) -> dict[str, Any]:

@@ -3,12 +3,12 @@ function on every rank; rank 0 writes its value. The local side of the submitit 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import cloudpickle
 
+from hpc.atomic import write_bytes
 from hpc.slurm.submitit_engine import on_every_rank
 
 
@@ -18,9 +18,7 @@ def main(call: Path, result: Path) -> int:
     from mpi4py import MPI
 
     if MPI.COMM_WORLD.rank == 0:
-        tmp = result.with_name(f".{result.name}.{os.getpid()}")
-        tmp.write_bytes(cloudpickle.dumps(value))
-        os.replace(tmp, result)
+        write_bytes(result, cloudpickle.dumps(value))
     return 0
 
 

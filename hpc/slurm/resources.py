@@ -25,6 +25,7 @@ from hpc.errors import UserError
 from hpc.limits import MAX_NODES, MAX_RANKS, MAX_TASKS_PER_NODE
 
 LAUNCHERS = ("srun", "mpirun")
+KILL_ON_BAD_EXIT = "--kill-on-bad-exit=1"
 # The srun PMI plugin each MPI family speaks: Open MPI is built with PMIx; MPICH (the PyPI
 # wheel, Intel MPI, MVAPICH) speaks PMI-2 and refuses PMIx unless built for it.
 SRUN_MPI_FOR_FLAVOR = {"openmpi": "pmix", "mpich": "pmi2"}
@@ -316,7 +317,9 @@ class Resources:
         if self.mpi == "auto":
             raise ValueError("resolve mpi='auto' with with_mpi_resolved() before rendering")
         mpi = [f"--mpi={self.mpi}"] if self.mpi else []
-        return mpi + list(self.launcher_args)
+        # One task failing ends the step at once: a rank that dies in MPI start-up would
+        # otherwise leave the others in MPI_Init until the time limit (hpc.mpi_start).
+        return [KILL_ON_BAD_EXIT, *mpi, *self.launcher_args]
 
     def submitit_parameters(self) -> dict[str, Any]:
         """Parameters for ``submitit.SlurmExecutor.update_parameters``: the same job."""

@@ -101,16 +101,18 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
     print(format_plan(spec, points))
     if args.dry_run:
         return 0
+    from hpc.study.lock import study_lock
     from hpc.study.runner import run_study
 
-    code = run_study(spec, points, out, restart=args.restart, wait=args.wait,
-                     jobs_dir=args.jobs_dir)
-    # With the slurm launcher the report is the dependent job's work.
-    if code == 0 and args.report and spec.launcher != "slurm":
-        return _report(out, args.format, None,
-                       args.include_oversubscribed or spec.include_oversubscribed,
-                       store=True)  # the study's own output file
-    return code
+    with study_lock(out):  # a second run of this study exits StudyBusy, saying who runs it
+        code = run_study(spec, points, out, restart=args.restart, wait=args.wait,
+                         jobs_dir=args.jobs_dir)
+        # With the slurm launcher the report is the dependent job's work.
+        if code == 0 and args.report and spec.launcher != "slurm":
+            return _report(out, args.format, None,
+                           args.include_oversubscribed or spec.include_oversubscribed,
+                           store=True)  # the study's own output file
+        return code
 
 
 def _check_report_target(target: Path, given: bool) -> None:

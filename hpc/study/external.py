@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -25,11 +24,14 @@ import numpy as np
 from hpc import machine, provenance
 from hpc.records import RunRecord, append_run
 from hpc.runner import utc_now
+from hpc.study.bounded_regex import RegexTimeout, last_group
 from hpc.study.plan import Point
 from hpc.study.spec import CommandSpec, StudySpec
 from hpc.study.store import COMMAND_WORKLOAD
 
 OUTPUT_TAIL = 2000  # characters of a failed command's output shown to the user
+REGEX_TIMEOUT = 10.0  # seconds a time_regex may take at most, within the study's timeout
+MIN_REGEX_TIMEOUT = 1.0  # even when the program used up nearly all of the point's time
 
 
 class PointFailed(Exception):
@@ -49,16 +51,22 @@ def _lookup(data: Any, dotted: str) -> Any:
     return data
 
 
-def extract_seconds(command: CommandSpec, stdout: str, wall: float) -> float:
-    """The repeat's time in seconds, from the clock or the program's own output."""
+def extract_seconds(command: CommandSpec, stdout: str, wall: float,
+                    regex_timeout: float = REGEX_TIMEOUT) -> float:
+    """The repeat's time in seconds, from the clock or the program's own output. A
+    ``time_regex`` gets ``regex_timeout`` seconds to match (hpc.study.bounded_regex)."""
     if command.time_source == "wall":
         return wall
     if command.time_source == "regex":
-        matches = list(re.finditer(command.time_regex, stdout))
-        if not matches:
+        try:
+            text = last_group(command.time_regex, stdout, regex_timeout)
+        except RegexTimeout as exc:
+            raise PointFailed(f"time_regex {command.time_regex!r} on {len(stdout)} characters "
+                              f"of output: {exc} (catastrophic backtracking?); write a simpler "
+                              "pattern, e.g. anchored, without nested repeats") from None
+        if text is None:
             raise PointFailed(f"time_regex {command.time_regex!r} matched nothing in the "
                               f"output:\n{stdout[-OUTPUT_TAIL:]}")
-        text = matches[-1].group(1)
     else:
         text = None
         for line in reversed(stdout.splitlines()):
@@ -116,7 +124,8 @@ def run_command_point(spec: StudySpec, point: Point, out: Path) -> float:
             raise PointFailed(f"stopped after the study's timeout of {spec.timeout:g} s")
         stdout, wall = _run_once(argv, remaining)
         if repeat >= 0:
-            seconds.append(extract_seconds(command, stdout, wall))
+            left = max(deadline - time.monotonic(), MIN_REGEX_TIMEOUT)
+            seconds.append(extract_seconds(command, stdout, wall, min(left, REGEX_TIMEOUT)))
     timings = np.array(seconds, dtype=float).reshape(spec.repeats, 1, 1)
     # One usage stands for all the program's ranks: their CPU time is summed in it.
     usage = machine.summarise([probe.stop()], ranks=point.ranks)

@@ -6,8 +6,8 @@ import sys
 import time
 from pathlib import Path
 
-from hpc.errors import UserError, VerificationError
-from hpc.launch import launch_local
+from hpc.errors import NoSpace, UserError, VerificationError
+from hpc.launch import EXIT_TERMINATED, launch_local
 from hpc.study.external import PointFailed, run_command_point
 from hpc.study.plan import Point, size_name
 from hpc.study.progress import StudyProgress
@@ -17,6 +17,8 @@ from hpc.workloads import WORKLOADS
 INTERRUPTED = 130
 BAD_INPUT = UserError.exit_code
 NOT_VERIFIED = VerificationError.exit_code
+# Exit codes after which the next point would fare no better, or must not run at all.
+STOP_CODES = (INTERRUPTED, BAD_INPUT, EXIT_TERMINATED, NoSpace.exit_code)
 
 
 def point_run_argv(spec: StudySpec, point: Point, out: Path) -> list[str]:
@@ -55,7 +57,7 @@ def run_points_locally(spec: StudySpec, points: list[Point], out: Path) -> list[
         else:
             code = launch_local(point.ranks, point_run_argv(spec, point, out),
                                 timeout=spec.timeout)
-            if code in (INTERRUPTED, BAD_INPUT):
+            if code in STOP_CODES:
                 progress.finished_point(time.monotonic() - start, "stopped")
                 failures.append(f"{label}: stopped (exit {code}); later points not run")
                 break

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from hpc.atomic import folder_lock
 from hpc.errors import UserError
 from hpc.limits import HERE, available_memory, check_memory
 from hpc.study.plan import Point, size_name
@@ -15,7 +16,10 @@ from hpc.workloads import WORKLOADS
 
 def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Point]:
     """The points without a verified record in ``out``; says which are skipped."""
-    done = [g.point for g in runs_by_point(out, spec, points) if g.latest_ok is not None]
+    # Under the records' folder lock: a writer that passed its last check (hpc.lifeline)
+    # has finished its append before we read.
+    with folder_lock(out.parent):
+        done = [g.point for g in runs_by_point(out, spec, points) if g.latest_ok is not None]
     if done:
         names = ", ".join(p.describe(size_name(spec)) for p in done)
         print(f"resuming {out}: {len(done)} of {len(points)} points already recorded "
