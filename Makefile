@@ -20,14 +20,18 @@ MPI_TEST_TIMEOUT ?= 900
 # this machine can (root with apt) and runs the Slurm tests on it; SLURM=off leaves Slurm
 # alone. Without a cluster the Slurm tests are skipped, with the reason.
 SLURM  ?= auto
+# ... and, beside it, the multi-node cluster (scripts/slurm-nodes.sh: hosts in network
+# namespaces, its own state in /tmp/hpc-mnode) that the tests in tests/mnode need.
+MNODE_NODES ?= 2
 
-.PHONY: setup demo test lint bench clean help slurm-start slurm-stop
+.PHONY: setup demo test lint bench clean help slurm-start slurm-stop mnode-start mnode-stop
 help:
 	@echo "make demo   - set up, then run every workload with 1 and 2 ranks into results/"
 	@echo "make test   - set up, then run the whole test suite (serial and MPI)"
 	@echo "make bench  - single-rank kernel throughput against C and memory bandwidth"
 	@echo "make setup  - create $(VENV) and install everything (idempotent)"
 	@echo "make slurm-start / slurm-stop - the local single-node Slurm cluster (root, apt)"
+	@echo "make mnode-start / mnode-stop - the multi-node cluster in namespaces (root, apt)"
 
 setup: $(STAMP)
 
@@ -51,16 +55,24 @@ test: setup
 ifeq ($(SLURM),auto)
 	@bash scripts/slurm-cluster.sh start || echo "make test: no local Slurm cluster (the \
 	reason is above); the Slurm tests will be skipped"
+	@bash scripts/slurm-cluster.sh start --nodes $(MNODE_NODES) || echo "make test: no \
+	multi-node cluster (the reason is above); the multi-node tests will be skipped"
 endif
 	$(PY) -m pytest -ra -n $(TEST_WORKERS) --dist loadgroup -m "not alone" --durations=15 \
-	tests --ignore=tests/mpi
-	$(PY) -m pytest -ra -m alone --durations=15 tests --ignore=tests/mpi
+	tests --ignore=tests/mpi --ignore=tests/mnode
+	$(PY) -m pytest -ra -m alone --durations=15 tests --ignore=tests/mpi --ignore=tests/mnode
+	@# One at a time, in a pass of their own: they kill and cut the nodes they share.
+	$(PY) -m pytest -ra --durations=10 tests/mnode
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/mpi-tests.sh 2 4
 
 slurm-start:
 	bash scripts/slurm-cluster.sh start
 slurm-stop:
 	bash scripts/slurm-cluster.sh stop
+mnode-start:
+	bash scripts/slurm-cluster.sh start --nodes $(MNODE_NODES)
+mnode-stop:
+	bash scripts/slurm-cluster.sh stop --nodes
 
 bench: setup
 	$(BIN)/hpc bench

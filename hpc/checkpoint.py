@@ -1,7 +1,8 @@
 """Stop a long run on request, save its state, and resume it later (Slurm requeue).
 
 The protocol (docs/CHECKPOINT.md): SIGUSR1 reaches the ranks (Slurm's ``--signal=USR1@T``,
-or ``kill -USR1`` on a local mpiexec, which forwards it). A rank only notes it. Every
+or ``kill -USR1`` on a local mpiexec, which forwards it), or SIGTERM (Slurm preempting
+the job). A rank only notes it. Every
 ``checkpoint_every`` steps all ranks agree with one small Allreduce whether any rank was
 signalled, so they stop together at the same step boundary whenever the signal reached
 each of them. Rank 0 then gathers the state and writes the checkpoint file atomically
@@ -33,7 +34,9 @@ FORMAT_NAME = "hpc-suite checkpoint"
 FORMAT_VERSION = 1
 # EX_TEMPFAIL (sysexits.h): stopped on request with the state saved; start again to go on.
 EXIT_CHECKPOINTED = CHECKPOINTED  # the code is defined in hpc.errors
-STOP_SIGNAL = signal.SIGUSR1
+# USR1: Slurm's --signal before the time limit, or kill -USR1. TERM: what Slurm sends the
+# steps of a job it preempts (requeues) or cancels, KillWait seconds before SIGKILL.
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ class StopRequest:
     def __init__(self) -> None:
         self.requested = False  # this rank was signalled
         self.agreed = False  # every rank decided to stop
-        signal.signal(STOP_SIGNAL, self._on_signal)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.requested = True

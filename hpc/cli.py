@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from hpc import __version__, cuda_cli, submit_cli
-from hpc.errors import UserError
+from hpc.errors import HpcError
 from hpc.limits import rank_count
 from hpc.runs import Run, add_run_options, run_spec_from_args
 from hpc.slurm.cli import add_parsers as add_slurm_parsers
@@ -119,6 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args, argv)
-    except UserError as exc:
+    except HpcError as exc:
         print(f"hpc: error: {exc}", file=sys.stderr)
         return exc.exit_code

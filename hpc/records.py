@@ -2,18 +2,21 @@
 
 The layout is documented in docs/SCHEMA.md and versioned by ``SCHEMA_VERSION``.
 
-Appending never writes into the existing file: the file is copied, the run is written
-into the copy, the copy is flushed to disk and atomically renamed over the original.
-A process killed at any moment leaves either the old file or the new one, never a
-half-written one. Writers in the same folder are serialised by a lock on the folder.
+Appending never writes into the existing file: the file is read into memory, the run is
+added there, and the result is written beside the original, flushed and atomically
+renamed over it (hpc.atomic). A process killed at any moment leaves either the old file
+or the new one, never a half-written one; a full disk leaves the old one and saves the
+new run elsewhere. Writers in the same folder are serialised by a lock on the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hpc.atomic import replace_atomically
-from hpc.errors import UserError
+from hpc import atomic, lifeline
+from hpc.errors import NoSpace, UserError
 
 SCHEMA_VERSION = "1.2"
 FORMAT_NAME = "hpc-suite run records"
@@ -78,22 +81,68 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def edit_file(path: str | os.PathLike[str]) -> Iterator[h5py.File]:
-    """Open a copy of ``path`` (created if needed) for writing; on success it replaces
-    ``path`` atomically. Any failure, or a kill at any moment, leaves ``path`` as it was."""
+def edit_file(path: str | os.PathLike[str],
+              before_commit: Callable[[], None] | None = None) -> Iterator[h5py.File]:
+    """Open ``path`` (created if needed) for writing; on success it is replaced atomically
+    (hpc.atomic). Any failure, or a kill at any moment, leaves ``path`` as it was.
+
+    The new file is built in memory and written with plain file I/O: HDF5 itself never
+    meets a full disk, which (HDF5 1.14, h5py 3) can leave the library broken and end the
+    process in a segmentation fault. A full disk raises ``NoSpace`` instead.
+    """
     path = check_output_path(path)
-    with replace_atomically(path, keep_contents=True) as tmp, h5py.File(tmp, "a") as f:
-        _init_file(f)
-        yield f
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic.folder_lock(path.parent):  # held from the read to the rename
+        image = io.BytesIO(path.read_bytes() if path.exists() else b"")
+        with h5py.File(image, "a") as f:
+            _init_file(f)
+            yield f
+        atomic.write_bytes(path, image.getbuffer(), before_commit=before_commit)
 
 
 def append_run(path: str | os.PathLike[str], record: RunRecord) -> str:
-    """Append ``record`` to the HDF5 file at ``path`` (created if needed); returns its group."""
-    with edit_file(path) as f:
-        runs = f.require_group("runs")
-        name = f"runs/{len(runs) + 1:06d}"
-        _write_run(f.create_group(name), record)
+    """Append ``record`` to the HDF5 file at ``path`` (created if needed); returns its group.
+
+    A rank whose launcher died appends nothing (hpc.lifeline; checked under the folder
+    lock, so a study rerun reading the file sees either the record or none). With no
+    space left, the record is saved alone elsewhere (``save_aside``) and ``NoSpace``
+    says where.
+    """
+    name = ""
+    try:
+        with edit_file(path, before_commit=lifeline.require_launcher) as f:
+            runs = f.require_group("runs")
+            name = f"runs/{len(runs) + 1:06d}"
+            _write_run(f.create_group(name), record)
+    except NoSpace as exc:
+        raise NoSpace(f"{exc}. {save_aside(Path(path), record, name)}") from None
     return name
+
+
+def _record_image(record: RunRecord) -> bytes:
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        _init_file(f)
+        _write_run(f.create_group("runs/000001"), record)
+    return image.getvalue()
+
+
+def save_aside(path: Path, record: RunRecord, group: str = "") -> str:
+    """Save a record that could not be appended to ``path`` (as ``group``) as a file of
+    its own: beside ``path`` if that still fits, else in the temporary folder, else the
+    home folder. Returns a sentence for the user saying where (or that it was lost)."""
+    name = f"{path.stem}.unsaved-{record.run_id[:12] or os.getpid()}{path.suffix or '.h5'}"
+    image = _record_image(record)
+    for folder in (path.parent, Path(tempfile.gettempdir()), Path.home()):
+        target = folder / name
+        try:
+            atomic.write_bytes(target, image)
+        except (OSError, NoSpace):
+            continue
+        return (f"This run was saved to {target}; once there is room, copy its group "
+                f"/runs/000001 into {path} as /{group or 'runs/<next number>'} (h5copy, or "
+                "h5py's Group.copy: docs/SCHEMA.md)")
+    return "This run could not be saved anywhere else either: it is lost"
 
 
 def _init_file(f: h5py.File) -> None:

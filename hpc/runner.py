@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from hpc import checkpoint as ckpt
-from hpc import machine, provenance
-from hpc.errors import INTERRUPTED, UserError
+from hpc import lifeline, machine, provenance
+from hpc.errors import INTERRUPTED, HpcError, LauncherLost, NoSpace, UserError
 from hpc.limits import HERE, MAX_REPEATS, check_memory, check_ranks
+from hpc.mpi_start import init_mpi
 from hpc.records import RunRecord, append_run, check_output_path
 from hpc.runs import RunSpec
 from hpc.timing import PhaseTimer
@@ -128,7 +129,8 @@ def _validate_together(spec: RunSpec, comm: Any) -> dict[str, Any] | None:
 
 def run_ranks(spec: RunSpec) -> int:
     """Entry point on every rank; returns the exit code. Aborts the job on any error."""
-    from mpi4py import MPI
+    lifeline.watch_launcher()  # end this rank if the hpc process that started it dies
+    MPI = init_mpi()  # a failure before MPI is up still ends every rank
 
     comm = MPI.COMM_WORLD
     try:
@@ -143,7 +145,7 @@ def run_ranks(spec: RunSpec) -> int:
     except BaseException as exc:  # noqa: BLE001 - any failure must end every rank
         code = getattr(exc, "exit_code", 1)
         where = f"[rank {comm.rank}@{MPI.Get_processor_name()}]"
-        if isinstance(exc, UserError):
+        if isinstance(exc, HpcError):
             _say(f"hpc: error: {exc} {where}")
         elif isinstance(exc, KeyboardInterrupt):
             code = INTERRUPTED
@@ -255,7 +257,13 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None,
             segments_utc=[*progress.segments_utc, (segment_start, end)],
             machine=machine.summarise(usages),
         )
-        group = append_run(spec.out, record) if spec.out is not None else None
+        try:
+            group = append_run(spec.out, record) if spec.out is not None else None
+        except (NoSpace, LauncherLost) as exc:
+            # The other ranks wait in the bcast below: end in order, and the message is
+            # not lost to an MPI_Abort tearing down the output streams.
+            _say(f"hpc: error: {exc}")
+            return comm.bcast(exc.exit_code, root=0)
         if spec.checkpoint is not None:
             spec.checkpoint.unlink(missing_ok=True)  # the run is recorded: nothing to resume
         if not spec.quiet:

@@ -177,7 +177,7 @@ def _cmd_submit(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _wait_and_report(launcher: Any, launched: Any, spec: RunSpec,
                      timeout: float | None) -> int:
-    from hpc.slurm.report import describe, show_failure_logs
+    from hpc.slurm.report import describe, explain_node_failures, show_failure_logs
 
     if not launcher.wait([launched], timeout):
         print(f"hpc: error: job {launched.job_id} still running after --wait-timeout "
@@ -195,6 +195,8 @@ def _wait_and_report(launcher: Any, launched: Any, spec: RunSpec,
         print(f"{launcher.name} run: exit code {code} on {outcome['ranks']} ranks", flush=True)
     if code != 0:
         show_failure_logs(launched.folder, launched.job_id or "")
+        if "tracker" in launched.extra:  # the slurm launcher's: which node failed, if one did
+            explain_node_failures(launched.extra["tracker"], launched.extra["folders"])
     _show_record(spec, launched.job_id)
     return code
 

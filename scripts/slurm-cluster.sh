@@ -8,6 +8,11 @@
 #   scripts/slurm-cluster.sh status   which daemons run; exit 0 only when the cluster answers
 #   scripts/slurm-cluster.sh env      print `export SLURM_CONF=...` (eval "$(... env)")
 #   scripts/slurm-cluster.sh purge    stop, then delete the state folder
+#   scripts/slurm-cluster.sh install  only install the packages (root + apt) if missing
+#
+# With --nodes N (`start --nodes 2`, `stop --nodes`, `run-on HOST CMD…`), the command goes
+# to scripts/slurm-nodes.sh instead: a separate N-node cluster in network namespaces with
+# its own state folder (/tmp/hpc-mnode); the single-node cluster here is left alone.
 #
 # Clients find this cluster through SLURM_CONF (printed by `env`): nothing is written to
 # /etc, so a machine's own Slurm (if any) is left alone and `purge` leaves no trace.
@@ -21,6 +26,13 @@
 # run the cluster (not root, no apt, packages missing): the reason is printed, and
 # `make test` skips the Slurm tests with it.
 set -euo pipefail
+
+# The multi-node cluster is another script with another state folder.
+if [[ ${1:-} = run-on || " $* " =~ \ --nodes([= ]|$) ]]; then
+  args=()
+  for a in "$@"; do [[ $a = --nodes && ${1:-} != start ]] || args+=("$a"); done
+  exec bash "$(dirname "${BASH_SOURCE[0]}")/slurm-nodes.sh" "${args[@]}"
+fi
 
 DIR=${HPC_SLURM_DIR:-/tmp/hpc-slurm}
 CPUS=${HPC_SLURM_CPUS:-8}
@@ -47,10 +59,11 @@ DB_SOCKET=$DIR/mysql/mysqld.sock
 NODE=$(hostname -s)
 export SLURM_CONF=$CONF
 
-pidfile() { echo "$DIR/run/$1.pid"; }
+NAME=slurm-cluster
+# shellcheck source=scripts/slurm-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/slurm-lib.sh"
 
-# A process that exists and is not a zombie (a container's PID 1 may reap them late).
-alive() { [[ -r /proc/$1/stat && $(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) != Z ]]; }
+pidfile() { echo "$DIR/run/$1.pid"; }
 
 # The pid in a daemon's pid file, if that process is alive and is that daemon (a stale
 # pid file whose number was reused by another program does not count).
@@ -98,10 +111,7 @@ install_packages() {
 write_config() {
   mkdir -p "$DIR"/{etc,run,log,munge,mysql,db,state} "$DIR/spool/slurmd-$NODE"
   chmod 755 "$DIR" "$DIR/munge"
-  if [[ ! -s $DIR/etc/munge.key ]]; then
-    dd if=/dev/urandom of="$DIR/etc/munge.key" bs=1024 count=1 status=none
-    chmod 400 "$DIR/etc/munge.key"
-  fi
+  new_munge_key
   # The node advertises HPC_SLURM_CPUS CPUs whatever the machine has
   # (SlurmdParameters=config_overrides), so that multi-rank jobs fit on a small machine.
   local mem
@@ -112,112 +122,25 @@ ClusterName=$CLUSTER
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmctldPort=$PORT
 SlurmdPort=$((PORT + 1))
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-# cred_expire also holds a requeued job back that long (default 120 s): 30 s keeps the
-# requeue tests short while leaving job steps time to launch on a busy machine.
-AuthInfo=socket=$MUNGE_SOCKET,cred_expire=30
-CredType=cred/munge
-StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool/slurmd-%n
-SlurmctldPidFile=$(pidfile slurmctld)
 SlurmdPidFile=$(pidfile slurmd)
-SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
-# No systemd, no cgroups in a container: track job processes through /proc.
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
 # Debian's Open MPI speaks PMIx, not PMI-2.
 MpiDefault=pmix
-MailProg=/bin/true
-ReturnToService=2
-# Jobs start within a second, and time limits and kills act quickly (timeout tests).
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,sched_interval=5,bf_interval=5
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-KillWait=5
-OverTimeLimit=0
 MessageTimeout=10
-SlurmctldTimeout=30
 SlurmdTimeout=60
-InactiveLimit=0
-MinJobAge=300
 JobRequeue=1
-SlurmdParameters=config_overrides
-AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$((PORT + 2))
-AccountingStoragePass=$MUNGE_SOCKET
-JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=30
+$(slurm_conf_common)
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
   mv "$CONF.new" "$CONF"
-  # slurmdbd reads slurmdbd.conf beside slurm.conf; it must be private to SlurmUser.
-  cat >"$DIR/etc/slurmdbd.conf.new" <<EOF
-AuthType=auth/munge
-AuthInfo=socket=$MUNGE_SOCKET
-DbdHost=localhost
-DbdAddr=127.0.0.1
-DbdPort=$((PORT + 2))
-SlurmUser=root
-PidFile=$(pidfile slurmdbd)
-LogFile=$DIR/log/slurmdbd.log
-DebugLevel=info
-StorageType=accounting_storage/mysql
-StorageHost=localhost
-StorageUser=root
-StorageLoc=slurm_acct_db
-EOF
-  chmod 600 "$DIR/etc/slurmdbd.conf.new"
-  mv "$DIR/etc/slurmdbd.conf.new" "$DIR/etc/slurmdbd.conf"
+  write_slurmdbd_conf DbdHost=localhost DbdAddr=127.0.0.1 "DbdPort=$((PORT + 2))"
 }
 
-# Poll a readiness check for up to $1 seconds.
-wait_for() {
-  local seconds=$1; shift
-  local i
-  for ((i = 0; i < seconds * 5; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  return 1
-}
-
-failed() {
-  echo "slurm-cluster: error: $1 did not start; the end of $2:" >&2
-  tail -n 20 "$2" >&2 2>/dev/null || true
-  exit 1
-}
-
-munge_ready() { munge -n --socket="$MUNGE_SOCKET" | unmunge --socket="$MUNGE_SOCKET"; }
-start_munged() {
-  munged --socket="$MUNGE_SOCKET" --key-file="$DIR/etc/munge.key" \
-    --pid-file="$(pidfile munged)" --log-file="$DIR/log/munged.log" \
-    --seed-file="$DIR/munge/munged.seed" --force
-  wait_for 10 munge_ready || failed munged "$DIR/log/munged.log"
-}
-
-db_ready() { mariadb-admin --no-defaults --socket="$DB_SOCKET" -uroot ping; }
-start_mariadbd() {
-  if [[ ! -d $DIR/db/mysql ]]; then
-    mariadb-install-db --no-defaults --datadir="$DIR/db" --user=root --skip-test-db \
-      --auth-root-authentication-method=normal >"$DIR/log/mariadb-install.log" 2>&1 \
-      || failed mariadb-install-db "$DIR/log/mariadb-install.log"
-  fi
-  # Only a local socket (no TCP port); slurmdbd finds it through MYSQL_UNIX_PORT.
-  # The InnoDB lock timeout is the one slurmdbd asks for; it still logs a harmless "not
-  # recommended" line about the buffer pool, kept at 128M to spare small machines' memory.
-  nohup mariadbd --no-defaults --user=root --datadir="$DIR/db" --socket="$DB_SOCKET" \
-    --pid-file="$(pidfile mariadbd)" --log-error="$DIR/log/mariadbd.log" --skip-networking \
-    --innodb-log-file-size=64M --innodb-lock-wait-timeout=900 </dev/null >/dev/null 2>&1 &
-  wait_for 60 db_ready || failed mariadbd "$DIR/log/mariadbd.log"
-}
+start_munged() { start_munged_with; }
+start_mariadbd() { start_mariadbd_with; }
 
 dbd_ready() { sacctmgr -n -P show cluster format=cluster; }
 start_slurmdbd() {
@@ -309,5 +232,6 @@ case ${1:-} in
   status) cmd_status ;;
   env) echo "export SLURM_CONF=$CONF" ;;
   purge) cmd_purge ;;
-  *) echo "usage: $0 start|stop|status|env|purge" >&2; exit 2 ;;
+  install) install_packages ;;
+  *) echo "usage: $0 start|stop|status|env|purge|install [--nodes N]" >&2; exit 2 ;;
 esac

@@ -67,6 +67,43 @@ def slurm_env() -> dict[str, str]:
     return env
 
 
+# -- the multi-node cluster ---------------------------------------------------------------
+# scripts/slurm-nodes.sh (`scripts/slurm-cluster.sh start --nodes 2`, started by `make
+# test` when it can): hosts in network namespaces, reached from here only through the
+# client wrappers in its bin/ folder. Tests use the `mnode_env` fixture, which skips them
+# with the reason when that cluster is not up.
+MNODE_DIR = Path(os.environ.get("HPC_MNODE_DIR", "/tmp/hpc-mnode"))
+MNODE_SCRIPT = ROOT / "scripts" / "slurm-nodes.sh"
+MNODE_NODES = 2  # what the multi-node tests need
+
+
+@pytest.fixture(scope="session")
+def mnode_env() -> dict[str, str]:
+    """The environment for the multi-node cluster's Slurm commands; skips when it is down."""
+    start = (f"start it with `{SLURM_CLUSTER_SCRIPT.relative_to(ROOT)} start --nodes "
+             f"{MNODE_NODES}` (root with apt)")
+    conf, wrappers = MNODE_DIR / "etc" / "slurm.conf", MNODE_DIR / "bin"
+    # Without the wrappers a client here would send the controller's private address to
+    # the default route: never call Slurm for this cluster without them.
+    if not conf.exists() or not (wrappers / "sinfo").exists():
+        pytest.skip(f"no multi-node cluster at {MNODE_DIR}: {start}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_", "OMPI_"))}
+    env["SLURM_CONF"] = str(conf)
+    env["PATH"] = os.pathsep.join([str(wrappers), str(Path(sys.executable).parent),
+                                   env.get("PATH", "")])
+    try:
+        nodes = subprocess.run(["sinfo", "-h", "-N", "-p", "batch", "-o", "%T"], env=env,
+                               capture_output=True, text=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"the multi-node cluster at {MNODE_DIR} does not answer within 30 s")
+    up = [s for s in nodes.stdout.split() if s.startswith(("idle", "mix", "alloc"))]
+    if nodes.returncode != 0 or len(up) < MNODE_NODES:
+        pytest.skip(f"the multi-node cluster at {MNODE_DIR} has {len(up)} of the "
+                    f"{MNODE_NODES} nodes needed up ({nodes.stdout.split()}"
+                    f"{nodes.stderr.strip()}): {start}")
+    return env
+
+
 # -- a real study file ----------------------------------------------------------------
 TINY_STUDY = """\
 name = "tiny"
@@ -98,3 +135,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slurm_env" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.xdist_group("slurm"))
+        # The multi-node tests kill and cut nodes: none may run beside another of them
+        # (`make test` runs tests/mnode in a serial pass of its own as well).
+        if "mnode_env" in getattr(item, "fixturenames", ()) or item.get_closest_marker("mnode"):
+            item.add_marker(pytest.mark.xdist_group("mnode"))

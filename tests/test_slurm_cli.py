@@ -34,7 +34,8 @@ def test_dry_run_prints_the_script_and_submits_nothing(tmp_path):
     for line in ("#SBATCH --ntasks-per-node=2", "#SBATCH --time=00:02:00",
                  "#SBATCH --partition=debug"):
         assert line in script
-    assert f"--out '{out}'" in script and "srun --mpi=pmi2 --ntasks=2 " in script
+    assert f"--out '{out}'" in script
+    assert "srun --kill-on-bad-exit=1 --mpi=pmi2 --ntasks=2 " in script
     assert f"{sys.executable} -m hpc run heat2d --backend cython --repeats 1" in script
     assert "nothing was submitted" in proc.stderr
     assert not (tmp_path / "jobs").exists() and not out.parent.exists()

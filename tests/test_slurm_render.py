@@ -76,6 +76,9 @@ def test_every_shipped_profile_loads_and_renders():
                                        if profile.resources.mpi == "auto"
                                        else profile.resources, (heat_step(),)), profile)
         assert text.startswith("#!/bin/bash\n#SBATCH --job-name=")
+        # A task that fails (even before MPI_Init) ends the whole step at once.
+        steps = [line for line in text.splitlines() if line.startswith("srun ")]
+        assert all(" --kill-on-bad-exit=1 " in line for line in steps), steps
 
 
 def _run_script(text: str, folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -99,8 +102,8 @@ def test_hostile_strings_reach_the_program_verbatim_and_run_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     argv = (tmp_path / "argv.bin").read_bytes().split(b"\0")[:-1]
     args = [a.decode() for a in argv]
-    assert args[:2] == ["--mpi=pmi2", "--ntasks=1"]
-    assert args[2:] == list(heat_step(HOSTILE_OUT).argv)
+    assert args[:3] == ["--kill-on-bad-exit=1", "--mpi=pmi2", "--ntasks=1"]
+    assert args[3:] == list(heat_step(HOSTILE_OUT).argv)
     assert (tmp_path / "note.txt").read_text() == "it's $(x) `y`; z"
     assert (tmp_path / "modules.txt").read_text() == "module load gcc/12.3\n"
     assert not list(tmp_path.rglob("pwned")), "a quoted string was executed"
@@ -114,7 +117,7 @@ def test_array_task_runs_its_own_step_only(tmp_path):
                                         "SLURM_ARRAY_TASK_ID": "1"})
     assert proc.returncode == 0, proc.stderr
     args = (tmp_path / "argv.bin").read_bytes().decode().split("\0")
-    assert args[1] == "--ntasks=2" and "/data/ladder.h5" in args
+    assert args[2] == "--ntasks=2" and "/data/ladder.h5" in args
     assert "exit_code=0" in (tmp_path / "provenance-49_1.txt").read_text()
     proc = _run_script(text, tmp_path, {"SLURM_JOB_ID": "53", "SLURM_ARRAY_JOB_ID": "49",
                                         "SLURM_ARRAY_TASK_ID": "7"})

@@ -18,7 +18,7 @@ def test_defaults_render_a_complete_header():
     assert r.sbatch_lines() == [
         "#SBATCH --job-name=hpc", "#SBATCH --nodes=1", "#SBATCH --ntasks-per-node=1",
         "#SBATCH --cpus-per-task=1", "#SBATCH --time=00:10:00"]
-    assert r.ntasks == 1 and r.srun_options() == ["--mpi=pmix"]
+    assert r.ntasks == 1 and r.srun_options() == ["--kill-on-bad-exit=1", "--mpi=pmix"]
 
 
 def test_every_field_renders():
@@ -35,7 +35,7 @@ def test_every_field_renders():
         "--time=1-02:03:04", "--mem=64G", "--partition=gpu,gpu-long", "--account=proj_1",
         "--qos=high", "--constraint=a100&(ib|roce)", "--gres=gpu:a100:2", "--exclusive",
         "--mail-type=END"]
-    assert r.srun_options() == ["--mpi=pmix", "--gpu-bind=closest"]
+    assert r.srun_options() == ["--kill-on-bad-exit=1", "--mpi=pmix", "--gpu-bind=closest"]
     assert Resources.create(gpus_per_node=4).sbatch_options()[-1] == "--gpus-per-node=4"
 
 
@@ -156,7 +156,7 @@ def test_submitit_parameters_describe_the_same_job():
     assert (p["nodes"], p["ntasks_per_node"], p["cpus_per_task"]) == (2, 3, 2)
     assert p["time"] == 2  # whole minutes, rounded up: never less than asked for
     assert (p["mem"], p["partition"], p["job_name"]) == ("8G", "debug", "hpc")
-    assert p["srun_args"] == ["--mpi=pmi2"]
+    assert p["srun_args"] == ["--kill-on-bad-exit=1", "--mpi=pmi2"]
     assert p["setup"] == ["module load gcc/12", "export X='a b'"]
     assert p["additional_parameters"] == {"gpus-per-node": "1", "exclusive": True}
     # submitit itself accepts them: it renders its sbatch file from these names.

@@ -1,10 +1,11 @@
 """The job state machine over real sacct and squeue output lines, and the pieces around it
 (sbatch --parsable ids, dependencies, array ranges, exit codes).
 
-States a one-node test cluster cannot cause (PREEMPTED, NODE_FAIL, OUT_OF_MEMORY,
-BOOT_FAIL, DEADLINE) are tested here with lines formatted exactly as
+States a one-node test cluster cannot cause (OUT_OF_MEMORY, BOOT_FAIL, DEADLINE) are
+tested here with lines formatted exactly as
 ``sacct --parsable2 --noheader -X -o JobID,State,ExitCode,Elapsed,NodeList`` prints them;
-the others are also caused for real in test_slurm_cluster.py.
+the others are also caused for real in test_slurm_cluster.py, and PREEMPTED and NODE_FAIL
+on the multi-node cluster (tests/mnode/test_faults.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from hpc.slurm.states import (
     parse_squeue,
     parse_state,
 )
-from hpc.slurm.tracker import Backoff, expand_tasks
+from hpc.slurm.tracker import Backoff, Tracker, expand_tasks
 
 SACCT = """\
 13|COMPLETED|0:0|00:00:03|vm
@@ -215,20 +216,52 @@ def test_backoff_grows_to_its_cap_and_resets_on_news():
         Backoff(first=0)
 
 
-def test_array_seen_for_a_moment_under_its_bare_id_is_not_waited_for(monkeypatch):
-    # A mock: sacct showing a fresh array once as a bare id ("96") was seen on the real
-    # cluster but cannot be caused on demand; the tracker must still end.
-    from hpc.slurm import tracker as tracking
-    from hpc.slurm.states import JobRow
+class ScriptedTracker(Tracker):
+    """A Tracker whose Slurm answers are given in advance: the races below (a poll in the
+    0.2 s between NODE_FAIL and Slurm's requeue; sacct's one-line array summary right
+    after submission) cannot be caused on demand on a real cluster."""
 
-    answers = iter([
-        [JobRow("96", JobState.PENDING, "PENDING")],
-        [JobRow("96_0", JobState.COMPLETED, "COMPLETED", "0:0"),
-         JobRow("96_1", JobState.COMPLETED, "COMPLETED", "0:0")],
-    ])
-    monkeypatch.setattr(tracking, "query_sacct", lambda ids: next(answers))
-    tracker = tracking.Tracker()
-    tracker.add("96", array_size=2)
+    def __init__(self, answers: list[list[JobRow]], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.answers = answers
+
+    def _query(self, base_ids):
+        return self.answers.pop(0), "sacct"
+
+
+def rows(*pairs: tuple[str, JobState]) -> list[JobRow]:
+    return [JobRow(job_id, state, state.value, "0:0") for job_id, state in pairs]
+
+
+@pytest.mark.parametrize("end", [JobState.PREEMPTED, JobState.NODE_FAIL])
+def test_end_that_slurm_may_requeue_is_final_only_after_a_moment(end):
+    answers = [rows(("9", JobState.RUNNING)), rows(("9", end)), rows(("9", JobState.PENDING))]
+    tracker = ScriptedTracker(answers, requeue_settle_seconds=60)
+    tracker.add("9")
     tracker.poll()
     tracker.poll()
-    assert sorted(tracker.jobs) == ["96_0", "96_1"] and tracker.done
+    assert tracker.jobs["9"].state is end and not tracker.done
+    tracker.poll()  # Slurm put it back in the queue: it runs again
+    assert tracker.jobs["9"].restarts == 1 and not tracker.done
+    settled = ScriptedTracker([rows(("9", end))], requeue_settle_seconds=0)
+    settled.add("9")
+    settled.poll()
+    assert settled.done
+
+
+def test_array_summary_line_is_not_a_task():
+    answers = [rows(("5", JobState.PENDING)),
+               rows(("5_0", JobState.COMPLETED), ("5_1", JobState.NODE_FAIL))]
+    tracker = ScriptedTracker(answers, requeue_settle_seconds=0)
+    tracker.add("5", array_size=2)
+    tracker.poll()
+    tracker.poll()
+    assert sorted(tracker.jobs) == ["5_0", "5_1"] and tracker.done
+
+
+def test_run_started_again_between_two_polls_is_a_restart():
+    job = Tracked("9")
+    for elapsed in ("00:00:20", "00:00:31", "00:00:02", "00:00:09"):
+        job = advance(job, JobRow("9", JobState.RUNNING, "RUNNING", "0:0", elapsed),
+                      source="sacct", age_seconds=5.0)
+    assert job.restarts == 1 and job.state is JobState.RUNNING

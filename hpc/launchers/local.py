@@ -2,8 +2,9 @@
 
 A workload run is ``python -m hpc run ...`` on P ranks of the environment's mpiexec; a
 driver (a [command] study point) is one process that starts its own ranks with the same
-mpiexec. Each runs in its own process group, so a timeout or Ctrl-C stops it and all its
-ranks; SIGUSR1 (a checkpoint request) is passed on to mpiexec, which passes it to the ranks.
+mpiexec. Each runs in its own process group, so a timeout, Ctrl-C or SIGTERM stops it and
+all its ranks; if this process dies without that chance (SIGKILL), hpc.lifeline ends them.
+SIGUSR1 (a checkpoint request) is passed on to mpiexec, which passes it to the ranks.
 """
 
 from __future__ import annotations
@@ -16,11 +17,20 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from hpc.errors import INTERRUPTED, TIMED_OUT
+from hpc import lifeline
+from hpc.errors import INTERRUPTED, TERMINATED, TIMED_OUT
 from hpc.launchers import NO_OPTIONS, JobOptions, Launched, Launcher, register
 from hpc.runs import Run
 
 KILL_GRACE_SECONDS = 5
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the launcher (``timeout``, ``kill``, a batch system)."""
+
+
+def _raise_terminated(*_: object) -> None:
+    raise _Terminated
 
 
 def _command(run: Run) -> tuple[list[str], dict[str, str]]:
@@ -63,7 +73,11 @@ class LocalLauncher(Launcher):
         argv, env = _command(run)
         env["HPC_LAUNCH_COMMAND"] = run.info.get("command") or shlex.join(
             ["hpc", *run.hpc_argv()])
-        proc = subprocess.Popen(argv, env=env, start_new_session=True)
+        env[lifeline.LAUNCHER_ENV] = lifeline.identity()
+        # SIGTERM becomes an orderly stop of the whole job (its default would leave it running).
+        previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+        proc = subprocess.Popen(argv, env=env, start_new_session=True,
+                                preexec_fn=lifeline.die_with_parent)
         previous = signal.signal(signal.SIGUSR1, lambda *_: proc.send_signal(signal.SIGUSR1))
         try:
             return proc.wait(timeout=run.timeout)
@@ -75,8 +89,13 @@ class LocalLauncher(Launcher):
         except KeyboardInterrupt:
             _stop(proc)
             return INTERRUPTED
+        except _Terminated:
+            print("hpc: terminated; stopping the ranks", file=sys.stderr)
+            _stop(proc)
+            return TERMINATED
         finally:
             signal.signal(signal.SIGUSR1, previous)
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -127,6 +127,7 @@ class SlurmLauncher(Launcher):
         for item in launched:
             job = tracker.jobs.get(item.job_id)
             item.handle = job
+            item.extra.update(tracker=tracker, folders=folders)
             if finished and job is not None:
                 item.exit_code = exit_code([job])
         return finished

@@ -12,7 +12,7 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpc.atomic import write_atomic
+from hpc.atomic import write_bytes
 from hpc.errors import UserError
 from hpc.scaling.analysis import StudyAnalysis
 from hpc.scaling.estimate import format_estimate, format_number
@@ -289,11 +289,11 @@ def write_report(analysis: StudyAnalysis, meta: dict, out: Path, fmt: str = "htm
     blocks = build_blocks(analysis, meta, title)
     images = render_png(analysis, title)
     if fmt == "html":
-        write_atomic(path, _html(blocks, images).encode("utf-8"))
+        write_bytes(path, _html(blocks, images).encode("utf-8"))
         return path
     files = {}
     for name, png in images.items():
         files[name] = f"{path.stem}-{name}.png"
-        write_atomic(path.with_name(files[name]), png)
-    write_atomic(path, _markdown(blocks, files).encode("utf-8"))
+        write_bytes(path.with_name(files[name]), png)
+    write_bytes(path, _markdown(blocks, files).encode("utf-8"))
     return path

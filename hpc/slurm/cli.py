@@ -86,12 +86,22 @@ def _cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _cmd_wait(args: argparse.Namespace, argv: list[str]) -> int:
     from hpc.errors import TIMED_OUT
-    from hpc.slurm.report import exit_code, remember_states, say, table, wait_for
+    from hpc.slurm.report import (
+        exit_code,
+        explain_node_failures,
+        remember_states,
+        say,
+        show_failures,
+        table,
+        wait_for,
+    )
 
     tracker, folders = _tracked(args.jobs, args.jobs_dir)
     finished = wait_for(tracker, args.timeout)
     remember_states(tracker, folders)
     print(table(tracker, folders))
+    show_failures(tracker, folders)  # with the failing rank's first error lines
+    explain_node_failures(tracker, folders)
     if not finished:
         say(f"hpc: error: jobs still running after --timeout {args.timeout:g} s")
         return TIMED_OUT

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from hpc.atomic import write_atomic
+from hpc.atomic import write_bytes
 from hpc.errors import UserError
 
 JOBS_DIR_ENV = "HPC_JOBS_DIR"
@@ -59,7 +59,7 @@ def new_job_folder(root: Path, name: str) -> Path:
 
 def write_info(folder: Path, info: dict[str, Any]) -> None:
     """Write job.json atomically (a reader never sees half of it)."""
-    write_atomic(folder / INFO_FILE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    write_bytes(folder / INFO_FILE, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_info(folder: Path) -> dict[str, Any]:

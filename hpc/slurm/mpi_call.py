@@ -8,7 +8,7 @@ from pathlib import Path
 
 import cloudpickle
 
-from hpc.atomic import write_atomic
+from hpc.atomic import write_bytes
 from hpc.slurm.submitit_engine import on_every_rank
 
 
@@ -18,7 +18,7 @@ def main(call: Path, result: Path) -> int:
     from mpi4py import MPI
 
     if MPI.COMM_WORLD.rank == 0:
-        write_atomic(result, cloudpickle.dumps(value))
+        write_bytes(result, cloudpickle.dumps(value))
     return 0
 
 

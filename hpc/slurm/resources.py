@@ -27,6 +27,7 @@ from hpc.limits import MAX_NODES, MAX_RANKS, MAX_TASKS_PER_NODE
 STARTERS = ("srun", "mpirun")  # what starts the ranks inside a Slurm job
 # Field names before "launcher" came to mean local|slurm|submitit only.
 _RENAMED = {"launcher": "starter", "launcher_args": "starter_args"}
+KILL_ON_BAD_EXIT = "--kill-on-bad-exit=1"
 # The srun PMI plugin each MPI family speaks: Open MPI is built with PMIx; MPICH (the PyPI
 # wheel, Intel MPI, MVAPICH) speaks PMI-2 and refuses PMIx unless built for it.
 SRUN_MPI_FOR_FLAVOR = {"openmpi": "pmix", "mpich": "pmi2"}
@@ -327,7 +328,9 @@ class Resources:
         if self.mpi == "auto":
             raise ValueError("resolve mpi='auto' with with_mpi_resolved() before rendering")
         mpi = [f"--mpi={self.mpi}"] if self.mpi else []
-        return mpi + list(self.starter_args)
+        # One task failing ends the step at once: a rank that dies in MPI start-up would
+        # otherwise leave the others in MPI_Init until the time limit (hpc.mpi_start).
+        return [KILL_ON_BAD_EXIT, *mpi, *self.starter_args]
 
     def submitit_parameters(self) -> dict[str, Any]:
         """Parameters for ``submitit.SlurmExecutor.update_parameters``: the same job."""

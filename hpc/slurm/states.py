@@ -76,6 +76,8 @@ TERMINAL = frozenset({
     JobState.DEADLINE, JobState.REVOKED, JobState.LEFT_QUEUE, JobState.UNKNOWN,
 })
 REQUEUE = frozenset({JobState.REQUEUED, JobState.REQUEUE_FED, JobState.REQUEUE_HOLD})
+# Ends after which Slurm itself may put the job back in the queue a moment later.
+MAY_REQUEUE = frozenset({JobState.PREEMPTED, JobState.NODE_FAIL})
 # Waiting to (re)start. A started or ended job that is seen here again was requeued.
 QUEUED = REQUEUE | {JobState.SUBMITTED, JobState.PENDING, JobState.SPECIAL_EXIT,
                     JobState.RESV_DEL_HOLD}
@@ -177,6 +179,28 @@ class Tracked:
         return self.state.terminal
 
 
+def _seconds(elapsed: str) -> int | None:
+    """sacct's Elapsed or squeue's %M (``[D-][HH:]MM:SS``) in seconds; None if not one."""
+    days, _, clock = elapsed.strip().rpartition("-")
+    parts = clock.split(":")
+    if not days.isdigit() and days or not all(p.isdigit() for p in parts) or len(parts) > 3:
+        return None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + int(part)
+    return seconds + int(days or 0) * 86400
+
+
+def _ran_again(before: JobRow | None, now: JobRow) -> bool:
+    """Running both times, but for less time now: requeued and started again between two
+    polls (a quick requeue, as after a preemption, shows no other trace)."""
+    if before is None or before.state is not JobState.RUNNING or now.state is not \
+            JobState.RUNNING:
+        return False
+    then, since = _seconds(before.elapsed), _seconds(now.elapsed)
+    return then is not None and since is not None and since < then
+
+
 def advance(job: Tracked, row: JobRow | None, *, source: str, age_seconds: float,
             grace_seconds: float = 60.0) -> Tracked:
     """The next tracked state of ``job`` given Slurm's latest answer about it.
@@ -190,7 +214,8 @@ def advance(job: Tracked, row: JobRow | None, *, source: str, age_seconds: float
         # it had started.
         requeued = row.state.requeue and not job.state.requeue
         came_back = job.seen and not row.state.terminal and not job.state.requeue and (
-            job.state.terminal or (row.state in QUEUED and job.state not in QUEUED))
+            job.state.terminal or (row.state in QUEUED and job.state not in QUEUED)
+            or _ran_again(job.row, row))
         restarts = job.restarts + (requeued or came_back)
         note = "" if row.state is not JobState.UNKNOWN else \
             f"state {row.state_text!r} is not one this version knows"

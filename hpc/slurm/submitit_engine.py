@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hpc.errors import UserError
+from hpc.mpi_start import init_mpi
 from hpc.slurm.commands import SlurmError, slurm_available
 from hpc.slurm.resources import Resources
 from hpc.slurm.sbatch import parse_parsable
@@ -32,9 +33,7 @@ ENGINES = ("auto", "slurm", "local")
 
 def on_every_rank(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     """Call ``fn`` on this rank; any exception ends every rank (no rank left waiting)."""
-    from mpi4py import MPI
-
-    comm = MPI.COMM_WORLD
+    comm = init_mpi().COMM_WORLD
     try:
         return fn(*args, **kwargs)
     except BaseException:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from hpc.slurm.commands import SlurmError, run_slurm
 from hpc.slurm.states import (
+    MAY_REQUEUE,
     SACCT_FIELDS,
     SQUEUE_FORMAT,
     JobRow,
@@ -101,11 +102,17 @@ class Tracker:
     """Tracks jobs by id; ``poll()`` asks Slurm about all of them in one call."""
 
     def __init__(self, *, source: str = "auto", grace_seconds: float = 120.0,
+                 requeue_settle_seconds: float = 5.0,
                  say: Callable[[str], None] | None = None) -> None:
         if source not in ("auto", "sacct", "squeue"):
             raise ValueError(f"source must be auto, sacct or squeue, not {source!r}")
         self.source = source
         self.grace_seconds = grace_seconds
+        # A job that ends PREEMPTED or NODE_FAIL may be requeued by Slurm a moment later
+        # (PreemptMode=REQUEUE, JobRequeue or --requeue): it is final only once it has
+        # stayed ended this long.
+        self.requeue_settle_seconds = requeue_settle_seconds
+        self._ended_at: dict[str, float] = {}
         self.groups: dict[str, _Group] = {}
         self.polls = 0  # polls that asked Slurm
         self.calls = 0  # Slurm commands run: one per poll, for every tracked job...
@@ -127,9 +134,15 @@ class Tracker:
     def jobs(self) -> dict[str, Tracked]:
         return {k: t for g in self.groups.values() for k, t in g.tasks.items()}
 
+    def finished(self, key: str, job: Tracked) -> bool:
+        """Ended for good: ended, and not in the moment when Slurm may requeue it."""
+        ended_at = self._ended_at.get(key)
+        return job.done and (ended_at is None or
+                             time.monotonic() - ended_at >= self.requeue_settle_seconds)
+
     @property
     def done(self) -> bool:
-        return all(t.done for t in self.jobs.values())
+        return all(self.finished(k, t) for k, t in self.jobs.items())
 
     # -- asking Slurm --------------------------------------------------------------------
     def _query(self, base_ids: list[str]) -> tuple[list[JobRow], str]:
@@ -154,7 +167,8 @@ class Tracker:
 
     def poll(self) -> list[tuple[str, JobState, Tracked]]:
         """Ask Slurm once; returns (job id, previous state, now) for every change."""
-        active = [g for g in self.groups.values() if not all(t.done for t in g.tasks.values())]
+        active = [g for g in self.groups.values()
+                  if not all(self.finished(k, t) for k, t in g.tasks.items())]
         if not active:
             return []
         self.polls += 1
@@ -171,17 +185,22 @@ class Tracker:
             if placeholder is not None and not placeholder.seen and group.base_id not in \
                     reported and reported:
                 del group.tasks[group.base_id]  # an array, asked for by its job id
-            if placeholder is None and any("_" in k for k in group.tasks):
-                # A just-submitted array can show for a moment under its bare id (seen
-                # with sacct); tracked, that key would wait for a row that never returns.
-                reported.pop(group.base_id, None)
             for key in reported:
+                if key == group.base_id and key not in group.tasks:
+                    # A whole array tracked task by task, printed once as one line (sacct
+                    # does that right after submission): no task of its own, or it would
+                    # wait forever for a line that never comes again.
+                    continue
                 group.tasks.setdefault(key, Tracked(key))
             for key, job in list(group.tasks.items()):
                 new = advance(job, reported.get(key), source=source,
                               age_seconds=now - group.submitted_at,
                               grace_seconds=self.grace_seconds)
                 group.tasks[key] = new
+                if new.state in MAY_REQUEUE:
+                    self._ended_at.setdefault(key, time.monotonic())
+                else:
+                    self._ended_at.pop(key, None)
                 if new.state is not job.state or new.restarts != job.restarts:
                     changes.append((key, job.state, new))
         return changes
@@ -215,6 +234,8 @@ class Tracker:
                 return True
             elapsed = time.monotonic() - start
             interval = backoff.next(bool(changes))
+            if any(not self.finished(k, t) for k, t in self.jobs.items() if t.done):
+                interval = min_interval  # a requeue, if one comes, shows within seconds
             if changes:
                 last_news = time.monotonic()
             elif time.monotonic() - last_news >= heartbeat:

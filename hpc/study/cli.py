@@ -118,17 +118,19 @@ def cmd_study_run(args: argparse.Namespace, argv: list[str]) -> int:
 
         print(describe_study(spec, points, (args.out or RESULTS / f"{spec.name}.h5")))
         return 0
+    from hpc.study.lock import study_lock
     from hpc.study.runner import run_study
 
     rerun = _rerun_points(args.rerun, points)
-    code = run_study(spec, points, out, restart=args.restart, rerun=rerun, wait=args.wait,
-                     jobs_dir=args.jobs_dir)
-    # With the slurm launcher the report is the dependent job's work.
-    if code == 0 and args.report and spec.launcher != "slurm":
-        return _report(out, args.format, None,
-                       args.include_oversubscribed or spec.include_oversubscribed,
-                       store=True)  # the study's own output file
-    return code
+    with study_lock(out):  # a second run of this study exits StudyBusy, saying who runs it
+        code = run_study(spec, points, out, restart=args.restart, rerun=rerun,
+                         wait=args.wait, jobs_dir=args.jobs_dir)
+        # With the slurm launcher the report is the dependent job's work.
+        if code == 0 and args.report and spec.launcher != "slurm":
+            return _report(out, args.format, None,
+                           args.include_oversubscribed or spec.include_oversubscribed,
+                           store=True)  # the study's own output file
+        return code
 
 
 def _rerun_points(text: str | None, points: list) -> list:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -37,6 +36,7 @@ from hpc.errors import FAILED, NOT_VERIFIED
 from hpc.records import RunRecord, append_run, read_runs
 from hpc.runner import utc_now
 from hpc.study.application import application_provenance, warn_mpi_mismatch
+from hpc.study.bounded_regex import RegexTimeout, last_group
 from hpc.study.formula import check_formula, evaluate
 from hpc.study.plan import Point
 from hpc.study.spec import MPIRUN, CommandSpec, StudySpec
@@ -44,6 +44,8 @@ from hpc.study.store import COMMAND_WORKLOAD
 
 OUTPUT_TAIL = 2000       # characters of a failed command's output shown to the user
 OUTPUT_KEPT = 16384      # characters of each repeat's output kept in the record
+REGEX_TIMEOUT = 10.0  # seconds a regex may take at most, within the study's timeout
+MIN_REGEX_TIMEOUT = 1.0  # even when the program used up nearly all of the point's time
 
 
 class PointFailed(Exception):
@@ -93,15 +95,21 @@ def _lookup(data: Any, dotted: str) -> Any:
 
 
 def extract_number(name: str, stdout: str, *, regex: str | None = None,
-                   json_key: str | None = None) -> float:
-    """A number the program printed: a regex's first group (last match), or a key of the
-    last JSON line that has it."""
+                   json_key: str | None = None,
+                   regex_timeout: float = REGEX_TIMEOUT) -> float:
+    """A number the program printed: a regex's first group (last match; it gets
+    ``regex_timeout`` seconds, hpc.study.bounded_regex), or a key of the last JSON line
+    that has it."""
     if regex is not None:
-        matches = list(re.finditer(regex, stdout))
-        if not matches:
+        try:
+            text = last_group(regex, stdout, regex_timeout)
+        except RegexTimeout as exc:
+            raise PointFailed(f"{name}: {regex!r} on {len(stdout)} characters of output: "
+                              f"{exc} (catastrophic backtracking?); write a simpler pattern, "
+                              "e.g. anchored, without nested repeats") from None
+        if text is None:
             raise PointFailed(f"{name}: {regex!r} matched nothing in the output:\n"
                               f"{stdout[-OUTPUT_TAIL:]}")
-        text = matches[-1].group(1)
     else:
         text = None
         for line in reversed(stdout.splitlines()):
@@ -126,12 +134,13 @@ def extract_number(name: str, stdout: str, *, regex: str | None = None,
     return value
 
 
-def extract_seconds(command: CommandSpec, stdout: str, wall: float) -> float:
+def extract_seconds(command: CommandSpec, stdout: str, wall: float,
+                    regex_timeout: float = REGEX_TIMEOUT) -> float:
     """The repeat's time in seconds, from the clock or the program's own output."""
     if command.time_source == "wall":
         return wall
     seconds = extract_number("time", stdout, regex=command.time_regex,
-                             json_key=command.time_json_key)
+                             json_key=command.time_json_key, regex_timeout=regex_timeout)
     if seconds <= 0:
         raise PointFailed(f"the program reported {seconds!r} s; times must be positive")
     return seconds
@@ -179,7 +188,11 @@ def _check_matches(spec: StudySpec, stdout: str, values: dict[str, int]) -> list
     failed = []
     for pattern in spec.checks.get("match", []):
         filled = pattern.format(**values)
-        if not re.search(filled, stdout):
+        try:  # under a time limit, as every user pattern (hpc.study.bounded_regex)
+            found = last_group(f"({filled})", stdout, REGEX_TIMEOUT)
+        except RegexTimeout as exc:
+            raise PointFailed(f"[check] match {filled!r}: {exc}") from None
+        if found is None:
             failed.append(f"[check] match {filled!r} not found in the output")
     return failed
 
@@ -254,10 +267,12 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
         stdout, wall = _run_once(argv, folder, env, remaining)
         if repeat < 0:
             continue
-        seconds.append(extract_seconds(command, stdout, wall))
+        budget = min(max(deadline - time.monotonic(), MIN_REGEX_TIMEOUT), REGEX_TIMEOUT)
+        seconds.append(extract_seconds(command, stdout, wall, budget))
         for name, metric in command.metrics.items():
             metrics[name].append(extract_number(name, stdout, regex=metric.get("regex"),
-                                                json_key=metric.get("json_key")))
+                                                json_key=metric.get("json_key"),
+                                                regex_timeout=budget))
         outputs.append(stdout[-OUTPUT_KEPT:])
         failed += [f"repeat {repeat}: {f}" for f in _check_matches(spec, stdout, values)]
     failed += _check_agreement(spec, out, point, metrics)

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hpc.errors import BAD_INPUT, INTERRUPTED, NOT_VERIFIED, TIMED_OUT
+from hpc.atomic import folder_lock
+from hpc.errors import BAD_INPUT, INTERRUPTED, NO_SPACE, NOT_VERIFIED, TERMINATED, TIMED_OUT
 from hpc.runs import Run, RunSpec
 from hpc.study.allocation import load_study_profile, point_resources
 from hpc.study.plan import Point, size_name
@@ -26,11 +27,16 @@ from hpc.study.spec import StudySpec
 from hpc.study.store import open_study_file, runs_by_point, supersede
 
 REPORT_TIME = "00:10:00"
+# Exit codes after which the next point would fare no better, or must not run at all.
+STOP_CODES = (INTERRUPTED, BAD_INPUT, TERMINATED, NO_SPACE)
 
 
 def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Point]:
     """The points without a verified record in ``out``; says which are skipped."""
-    done = [g.point for g in runs_by_point(out, spec, points) if g.latest_ok is not None]
+    # Under the records' folder lock: a writer that passed its last check (hpc.lifeline)
+    # has finished its append before we read.
+    with folder_lock(out.parent):
+        done = [g.point for g in runs_by_point(out, spec, points) if g.latest_ok is not None]
     if done:
         names = ", ".join(p.describe(size_name(spec)) for p in done)
         print(f"resuming {out}: {len(done)} of {len(points)} points already recorded "
@@ -158,7 +164,7 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
 
 
 def _wait_all(launcher: Any, launched: list[Any], timeout: float | None, out: Path) -> int:
-    from hpc.slurm.report import describe
+    from hpc.slurm.report import describe, explain_node_failures, show_failures
 
     if not launcher.wait(launched, timeout):
         ids = " ".join(sorted({j.extra.get("array_id", j.job_id) for j in launched}))
@@ -167,6 +173,8 @@ def _wait_all(launcher: Any, launched: list[Any], timeout: float | None, out: Pa
         return TIMED_OUT
     for item in launched:
         print(f"job {item.job_id}: {describe(item.handle)}")
+    show_failures(launched[0].extra["tracker"], launched[0].extra["folders"])
+    explain_node_failures(launched[0].extra["tracker"], launched[0].extra["folders"])
     if out.with_suffix(".html").exists():
         print(f"report: {out.with_suffix('.html')}")
     return max((i.exit_code for i in launched), key=lambda c: (c != 0, c == 1, c))
@@ -212,7 +220,7 @@ def run_one_by_one(spec: StudySpec, points: list[Point], runs: list[Run]) -> lis
         progress.starting(label)
         start = time.monotonic()
         code = LocalLauncher.run_one(run)
-        if code in (INTERRUPTED, BAD_INPUT):
+        if code in STOP_CODES:
             progress.finished_point(time.monotonic() - start, "stopped")
             failures.append(f"{label}: stopped (exit {code}); later points not run")
             break

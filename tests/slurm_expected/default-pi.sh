@@ -23,7 +23,7 @@ provenance="provenance-${job_tag}.txt"
   echo "nodelist=${SLURM_JOB_NODELIST:-}"
 } >> "$provenance"
 
-srun --mpi=pmix --ntasks=8 /opt/venv/bin/python -m hpc run pi --out /data/pi.h5
+srun --kill-on-bad-exit=1 --mpi=pmix --ntasks=8 /opt/venv/bin/python -m hpc run pi --out /data/pi.h5
 status=$?
 
 {

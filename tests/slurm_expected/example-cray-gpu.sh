@@ -33,7 +33,7 @@ provenance="provenance-${job_tag}.txt"
 
 nvidia-smi -L >> "$provenance" 2>&1 || echo "nvidia-smi failed" >> "$provenance"
 
-srun --mpi=cray_shasta --cpu-bind=cores --gpu-bind=closest --ntasks=8 /opt/venv/bin/python -m hpc run nbody --out /s/nb.h5
+srun --kill-on-bad-exit=1 --mpi=cray_shasta --cpu-bind=cores --gpu-bind=closest --ntasks=8 /opt/venv/bin/python -m hpc run nbody --out /s/nb.h5
 status=$?
 
 {

@@ -26,9 +26,9 @@ provenance="provenance-${job_tag}.txt"
 } >> "$provenance"
 
 case "${SLURM_ARRAY_TASK_ID:-}" in
-  0) srun --mpi=pmi2 --ntasks=1 /opt/venv/bin/python -m hpc run heat2d --n 64 --out /data/ladder.h5 ;;
-  1) srun --mpi=pmi2 --ntasks=2 /opt/venv/bin/python -m hpc run heat2d --n 64 --out /data/ladder.h5 ;;
-  2) srun --mpi=pmi2 --ntasks=4 /opt/venv/bin/python -m hpc run heat2d --n 64 --out /data/ladder.h5 ;;
+  0) srun --kill-on-bad-exit=1 --mpi=pmi2 --ntasks=1 /opt/venv/bin/python -m hpc run heat2d --n 64 --out /data/ladder.h5 ;;
+  1) srun --kill-on-bad-exit=1 --mpi=pmi2 --ntasks=2 /opt/venv/bin/python -m hpc run heat2d --n 64 --out /data/ladder.h5 ;;
+  2) srun --kill-on-bad-exit=1 --mpi=pmi2 --ntasks=4 /opt/venv/bin/python -m hpc run heat2d --n 64 --out /data/ladder.h5 ;;
   *) echo "hpc: no step for array task '${SLURM_ARRAY_TASK_ID:-}'" >&2; false ;;
 esac
 status=$?

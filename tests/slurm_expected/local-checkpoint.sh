@@ -27,7 +27,7 @@ provenance="provenance-${job_tag}.txt"
   echo "nodelist=${SLURM_JOB_NODELIST:-}"
 } >> "$provenance"
 
-srun --mpi=pmi2 --ntasks=2 /opt/venv/bin/python -m hpc run heat2d --out /d/r.h5 --checkpoint /d/heat.ckpt.h5
+srun --kill-on-bad-exit=1 --mpi=pmi2 --ntasks=2 /opt/venv/bin/python -m hpc run heat2d --out /d/r.h5 --checkpoint /d/heat.ckpt.h5
 status=$?
 
 {

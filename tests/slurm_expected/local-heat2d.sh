@@ -24,7 +24,7 @@ provenance="provenance-${job_tag}.txt"
   echo "nodelist=${SLURM_JOB_NODELIST:-}"
 } >> "$provenance"
 
-srun --mpi=pmi2 --ntasks=2 /opt/venv/bin/python -m hpc run heat2d --n 64 --out /data/runs.h5
+srun --kill-on-bad-exit=1 --mpi=pmi2 --ntasks=2 /opt/venv/bin/python -m hpc run heat2d --n 64 --out /data/runs.h5
 status=$?
 
 {

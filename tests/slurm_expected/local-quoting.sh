@@ -25,7 +25,7 @@ provenance="provenance-${job_tag}.txt"
   echo "nodelist=${SLURM_JOB_NODELIST:-}"
 } >> "$provenance"
 
-srun --mpi=pmi2 --ntasks=1 /opt/venv/bin/python -m hpc run heat2d --n 64 --out '/data/my results/it'"'"'s $(touch pwned) `touch pwned`; x
+srun --kill-on-bad-exit=1 --mpi=pmi2 --ntasks=1 /opt/venv/bin/python -m hpc run heat2d --n 64 --out '/data/my results/it'"'"'s $(touch pwned) `touch pwned`; x
 y.h5'
 status=$?
 
