@@ -158,6 +158,17 @@ def _prepare_folder(folder: Path, command: CommandSpec) -> None:
         (folder / Path(source).name).symlink_to(source)
 
 
+def _keep_output(folder: Path, out: str, err: str) -> None:
+    """The program's output beside what it wrote; on a full disk the record (written
+    elsewhere if need be, hpc.atomic) still keeps its tail."""
+    try:
+        (folder / "stdout.txt").write_text(out)
+        (folder / "stderr.txt").write_text(err)
+    except OSError as exc:
+        print(f"hpc: warning: could not keep the output in {folder}: {exc.strerror}",
+              file=sys.stderr)
+
+
 def _run_once(argv: list[str], folder: Path, env: dict[str, str],
               timeout: float) -> tuple[str, float]:
     start = time.perf_counter()
@@ -172,12 +183,10 @@ def _run_once(argv: list[str], folder: Path, env: dict[str, str],
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        (folder / "stdout.txt").write_text(out)
-        (folder / "stderr.txt").write_text(err)
+        _keep_output(folder, out, err)
         raise PointFailed(f"stopped after the study's timeout of {timeout:g} s") from None
     wall = time.perf_counter() - start
-    (folder / "stdout.txt").write_text(out)
-    (folder / "stderr.txt").write_text(err)
+    _keep_output(folder, out, err)
     if proc.returncode != 0:
         raise PointFailed(f"{shlex.join(argv)} exited with status {proc.returncode} (in "
                           f"{folder}):\n{(out + err)[-OUTPUT_TAIL:]}")
@@ -251,7 +260,10 @@ def run_command_point(spec: StudySpec, point: Point, out: Path, *, starter: str 
         values = point_values(spec, point, repeat, nodes)
         argv = fill(command.argv, values, words)
         folder = base / (f"repeat-{repeat}" if repeat >= 0 else f"warmup-{-repeat}")
-        _prepare_folder(folder, command)
+        try:
+            _prepare_folder(folder, command)
+        except OSError as exc:
+            raise PointFailed(f"cannot prepare the folder {folder}: {exc.strerror}") from None
         if not first_argv:
             first_argv = argv
             app = application_provenance(command, argv, env, folder,

@@ -27,6 +27,7 @@ from hpc.study.spec import StudySpec
 from hpc.study.store import open_study_file, runs_by_point, supersede
 
 REPORT_TIME = "00:10:00"
+DRIVER_GRACE = 60.0  # seconds a point's driver may take beyond the study's timeout
 # Exit codes after which the next point would fare no better, or must not run at all.
 STOP_CODES = (INTERRUPTED, BAD_INPUT, TERMINATED, NO_SPACE)
 
@@ -48,8 +49,10 @@ def point_run(spec: StudySpec, point: Point, out: Path) -> Run:
     """The one description of a point, whatever launcher runs it."""
     name = f"{spec.name}-{point.ranks}" + (f"x{point.threads}" if point.threads > 1 else "")
     if spec.workload is None:
+        # The driver keeps the point's timeout itself; this is the backstop (its patterns
+        # may take up to REGEX_TIMEOUT beyond it).
         return Run(name, point.ranks, driver=("study", "point", str(out), str(point.index)),
-                   threads=point.threads, timeout=spec.timeout)
+                   threads=point.threads, timeout=spec.timeout + DRIVER_GRACE)
     run = RunSpec(workload=spec.workload, backend=spec.backend, params=point.params,
                   repeats=spec.repeats, warmup=spec.warmup, out=out, quiet=True)
     return Run(name, point.ranks, spec=run, threads=spec.threads[0], timeout=spec.timeout)
@@ -125,7 +128,9 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
     if spec.command is not None:
         _warn_mpi(spec, launcher_class, todo)
     if launcher_class.sequential:
-        return 1 if run_one_by_one(spec, todo, runs) else 0
+        failures, stopped = run_one_by_one(spec, todo, runs)
+        # A full disk or a stop request is what the study ends with; else 1 for failures.
+        return stopped if stopped in (NO_SPACE, TERMINATED, INTERRUPTED) else int(bool(failures))
     profile = load_study_profile(spec)
     launcher = launcher_class(profile, jobs_dir)
     resources = point_resources(spec, launcher, profile, todo)
@@ -196,8 +201,10 @@ def _warn_mpi(spec: StudySpec, launcher_class: Any, points: list[Point]) -> None
         print(f"hpc: warning: {warning}", file=sys.stderr, flush=True)
 
 
-def run_one_by_one(spec: StudySpec, points: list[Point], runs: list[Run]) -> list[str]:
-    """Run the points in order on this machine; returns a message per point that failed.
+def run_one_by_one(spec: StudySpec, points: list[Point],
+                   runs: list[Run]) -> tuple[list[str], int | None]:
+    """Run the points in order on this machine; returns a message per point that failed,
+    and the exit code that stopped the study early (None when every point ran).
 
     A point whose result did not verify is recorded (the analysis leaves it out) and the
     study goes on; so does one whose run failed, since the other points stay useful.
@@ -214,7 +221,7 @@ def run_one_by_one(spec: StudySpec, points: list[Point], runs: list[Run]) -> lis
               f"{', '.join(map(str, over))} cores are oversubscribed: the analysis "
               "leaves them out of the fits and says so", file=sys.stderr)
     progress = StudyProgress([p.work_per_rank * (spec.repeats + spec.warmup) for p in points])
-    failures = []
+    failures, stopped = [], None
     for point, run in zip(points, runs, strict=True):
         label = f"{spec.workload or 'command'} {point.describe(size_name(spec))}"
         progress.starting(label)
@@ -223,6 +230,7 @@ def run_one_by_one(spec: StudySpec, points: list[Point], runs: list[Run]) -> lis
         if code in STOP_CODES:
             progress.finished_point(time.monotonic() - start, "stopped")
             failures.append(f"{label}: stopped (exit {code}); later points not run")
+            stopped = code
             break
         outcome = {0: "ok", NOT_VERIFIED: "recorded, but its result did NOT verify"}.get(
             code, f"FAILED (exit {code})")
@@ -231,4 +239,4 @@ def run_one_by_one(spec: StudySpec, points: list[Point], runs: list[Run]) -> lis
         progress.finished_point(time.monotonic() - start, outcome)
     if failures:
         print("hpc: points that failed:\n  " + "\n  ".join(failures), file=sys.stderr)
-    return failures
+    return failures, stopped
