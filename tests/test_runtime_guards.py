@@ -17,6 +17,7 @@ from pathlib import Path
 import h5py
 import pytest
 
+from hpc.launchers.local import hpc_program
 from hpc.mpi_env import mpiexec_command
 from hpc.records import read_runs
 from tests.conftest import ROOT, assert_ok, run_hpc
@@ -51,10 +52,14 @@ def rank_pids(launcher: int, count: int, timeout: float = 60) -> list[int]:
     pytest.fail(f"{count} ranks never started below pid {launcher}")
 
 
+# A rank's command line after the interpreter: python -P -m hpc run ... (not mpiexec ...)
+RANK_WORDS = [*(w.encode() for w in hpc_program()[1:]), b"run"]
+
+
 def _is_rank(pid: int) -> bool:
-    with contextlib.suppress(OSError):  # python -m hpc run ... (not mpiexec ... -m hpc run)
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\x00")[1:4] == [
-            b"-m", b"hpc", b"run"]
+    with contextlib.suppress(OSError):
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\x00")
+        return words[1:1 + len(RANK_WORDS)] == RANK_WORDS
     return False
 
 
@@ -94,6 +99,31 @@ def test_ranks_die_with_their_launcher_and_record_nothing(tmp_path, how):
                 os.kill(pid, signal.SIGKILL)
     # Every rank is gone, so nothing can append later: the file must not exist.
     assert not out.exists()
+
+
+def _shadowing_checkout(folder: Path) -> None:
+    """An `hpc` package in ``folder`` that fails when imported (another checkout)."""
+    (folder / "hpc").mkdir()
+    for name in ("__init__.py", "__main__.py"):
+        (folder / "hpc" / name).write_text("raise ImportError('the working folder hpc')\n")
+
+
+def test_ranks_run_this_installation_whatever_the_working_folder_holds(tmp_path):
+    """`hpc run --np` started inside another checkout of the suite: its ranks import this
+    installation's hpc, not the working folder's (`python -m` would put it first)."""
+    _shadowing_checkout(tmp_path)
+    hpc = Path(sys.executable).parent / "hpc"  # the console script: cwd not on sys.path
+    proc = subprocess.run([str(hpc), "run", "pi", "--np", "2", "--samples", "1000",
+                           "--repeats", "1", "--warmup", "0", "--out", "r.h5"],
+                          cwd=tmp_path, env=hpc_env(), capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert_ok(proc)
+    assert len(read_runs(tmp_path / "r.h5")) == 1
+    # Python 3.10 has no -P: the launcher's other way must skip the folder as well.
+    old = subprocess.run([*hpc_program((3, 10)), "--version"], cwd=tmp_path, env=hpc_env(),
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert_ok(old)
+    assert old.stdout.startswith("hpc "), old.stdout
 
 
 def test_a_rank_whose_launcher_is_gone_does_not_append(tmp_path):

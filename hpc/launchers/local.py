@@ -1,6 +1,6 @@
 """The local launcher: runs one after another on this machine, started by mpiexec.
 
-A workload run is ``python -m hpc run ...`` on P ranks of the environment's mpiexec; a
+A workload run is ``python -P -m hpc run ...`` on P ranks of the environment's mpiexec; a
 driver (a [command] study point) is one process that starts its own ranks with the same
 mpiexec. Each runs in its own process group, so a timeout, Ctrl-C or SIGTERM stops it and
 all its ranks; if this process dies without that chance (SIGKILL), hpc.lifeline ends them.
@@ -33,8 +33,22 @@ def _raise_terminated(*_: object) -> None:
     raise _Terminated
 
 
+# `python -m hpc` would put the working folder first on sys.path, so that started inside
+# another checkout of the suite, its ranks would run that checkout's hpc. -P (3.11+) leaves
+# it out; on 3.10 the same is done by hand before hpc is imported.
+_BOOTSTRAP = ("import sys, runpy; del sys.path[0]; "
+              "runpy.run_module('hpc', run_name='__main__', alter_sys=True)")
+
+
+def hpc_program(version: tuple[int, ...] = tuple(sys.version_info)) -> list[str]:
+    """The words that run this installation's ``hpc``, whatever the working folder holds."""
+    if version >= (3, 11):
+        return [sys.executable, "-P", "-m", "hpc"]
+    return [sys.executable, "-c", _BOOTSTRAP]
+
+
 def _command(run: Run) -> tuple[list[str], dict[str, str]]:
-    program = [sys.executable, "-m", "hpc", *run.hpc_argv()]
+    program = [*hpc_program(), *run.hpc_argv()]
     if run.spec is None:  # a driver starts its own ranks with mpiexec
         return [*program, "--starter", "local"], dict(os.environ)
     from hpc.mpi_env import mpiexec_command
