@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
-import numpy as np
-
 from hpc.atomic import replace_atomically
 from hpc.errors import CHECKPOINTED, UserError
-from hpc.lazympi import MPI
+from hpc.lazympi import MPI, lazy_module
+from hpc.records import is_hdf5
 from hpc.workloads.base import Block
+
+# Imported at first use: the launching process checks --checkpoint here without them.
+h5py = lazy_module("h5py")
+np = lazy_module("numpy")
 
 FORMAT_NAME = "hpc-suite checkpoint"
 FORMAT_VERSION = 1
@@ -111,7 +113,7 @@ def check_checkpoint_path(path: Path, identity: Identity, out: Path | None) -> N
 def _read_identity(path: Path) -> dict[str, Any]:
     not_ours = (f"--checkpoint {path} exists and is not a checkpoint of this suite; it was "
                 "left untouched: choose another file name")
-    if not h5py.is_hdf5(path):
+    if not is_hdf5(path):
         raise UserError(not_ours)
     with h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT_NAME:

@@ -52,7 +52,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from hpc.runner import validate
 
     # Fail here, before mpiexec, with one clear message; every rank runs on this machine.
-    validate(spec, args.np or 1, node_memory=available_memory())
+    validate(spec, args.np or 1, node_memory=available_memory(), launching=args.np is not None)
     if args.np is None:
         from hpc.runner import run_ranks
 

@@ -6,7 +6,9 @@ of its own before it starts ``mpiexec``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
@@ -49,9 +51,39 @@ def find_mpiexec() -> str:
     return path
 
 
+def _flavor_cache(mpiexec: str) -> Path | None:
+    """Where the flavour of this mpiexec, as it is now (path, mtime, size), is kept."""
+    try:
+        st = os.stat(mpiexec)
+    except OSError:
+        return None
+    key = f"{os.path.realpath(mpiexec)}\0{st.st_mtime_ns}\0{st.st_size}"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "hpc-suite" / f"mpiexec-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+
+
 @functools.lru_cache(maxsize=8)
 def mpiexec_flavor(mpiexec: str) -> str:
-    """'openmpi', 'mpich' (Hydra: MPICH, Intel MPI, MVAPICH) or 'unknown'."""
+    """'openmpi', 'mpich' (Hydra: MPICH, Intel MPI, MVAPICH) or 'unknown'.
+
+    ``mpiexec --version`` costs a process start on every launch, so a known answer is
+    kept in ~/.cache/hpc-suite until the mpiexec file changes (another path, mtime or size).
+    """
+    cache = _flavor_cache(mpiexec)
+    with contextlib.suppress(OSError):
+        if cache is not None and (kept := cache.read_text()) in ("openmpi", "mpich"):
+            return kept
+    flavor = _detect_flavor(mpiexec)
+    if cache is not None and flavor != "unknown":  # unknown may be a timeout: ask again
+        with contextlib.suppress(OSError):  # a cache that cannot be written is no error
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+            tmp.write_text(flavor)
+            os.replace(tmp, cache)
+    return flavor
+
+
+def _detect_flavor(mpiexec: str) -> str:
     try:
         out = subprocess.run(
             [mpiexec, "--version"], capture_output=True, text=True, timeout=20, check=False

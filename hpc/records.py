@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
-import numpy as np
-
 from hpc import atomic, lifeline
 from hpc.errors import NoSpace, UserError
+from hpc.lazympi import lazy_module
+
+# Imported at first use: the launching process checks --out here without them.
+h5py = lazy_module("h5py")
+np = lazy_module("numpy")
 
 SCHEMA_VERSION = "1.2"
 FORMAT_NAME = "hpc-suite run records"
@@ -62,13 +64,33 @@ class RunRecord:
     machine: dict[str, Any] = field(default_factory=dict)
 
 
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def is_hdf5(path: str | os.PathLike[str]) -> bool:
+    """What ``h5py.is_hdf5`` answers, without importing h5py: HDF5's signature at byte 0
+    or, after a user block, at 512, 1024, 2048, ... (HDF5's H5FD_locate_signature)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            offset = 0
+            while offset + len(_SIGNATURE) <= size:
+                f.seek(offset)
+                if f.read(len(_SIGNATURE)) == _SIGNATURE:
+                    return True
+                offset = 512 if offset == 0 else offset * 2
+    except OSError:
+        return False
+    return False
+
+
 def check_output_path(path: str | os.PathLike[str]) -> Path:
     """Fail early, before any work, if ``path`` cannot take a run record."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"--out {path} is a directory; give a file name such as {path}/runs.h5")
     if path.exists():
-        if not h5py.is_hdf5(path):
+        if not is_hdf5(path):
             raise UserError(f"--out {path} exists and is not an HDF5 file; it was left "
                             "untouched: choose another file name")
         if not os.access(path, os.W_OK):

@@ -16,17 +16,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from hpc import checkpoint as ckpt
 from hpc import lifeline, machine, provenance
 from hpc.errors import INTERRUPTED, HpcError, LauncherLost, NoSpace, UserError
+from hpc.lazympi import lazy_module
 from hpc.limits import HERE, MAX_REPEATS, check_memory, check_ranks
 from hpc.mpi_start import init_mpi
 from hpc.records import RunRecord, append_run, check_output_path
 from hpc.runs import RunSpec
 from hpc.timing import PhaseTimer
 from hpc.workloads import get_workload
+
+np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
 # Test hook: the rank named here raises in its first timed repeat, after its
 # neighbours have entered communication: the real failure a hang would come from.
@@ -37,10 +38,14 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def load_kernels(backend: str) -> Any:
-    from kernels import load_backend
+def load_kernels(backend: str, only_find: bool = False) -> Any:
+    """The backend's kernel module; with ``only_find``, its checks without importing it
+    where they can be made so (kernels.find_backend), and None."""
+    from kernels import find_backend, load_backend
 
     try:
+        if only_find and backend != "cuda":
+            return find_backend(backend)
         return load_backend(backend)
     except (ImportError, ValueError) as exc:
         raise UserError(str(exc)) from None
@@ -56,10 +61,13 @@ def workload_class(name: str, backend: str) -> type:
 
 
 def validate(spec: RunSpec, nranks: int, nodes: int = 1, node_memory: int | None = None,
-             memory_where: str = HERE) -> dict[str, Any]:
+             memory_where: str = HERE, launching: bool = False) -> dict[str, Any]:
     """Everything that can be checked before MPI starts; returns the resolved parameters.
 
     With ``node_memory`` (bytes per node) the workload's memory model must fit in it.
+    ``launching``: in the process that only starts the ranks, which then validate again
+    in full, the kernels are found but not imported (with numpy they cost that process
+    about a bare Python start).
     """
     check_ranks(nranks)
     if not 1 <= spec.repeats <= MAX_REPEATS:
@@ -79,7 +87,7 @@ def validate(spec: RunSpec, nranks: int, nodes: int = 1, node_memory: int | None
         from hpc.gpu import require_cuda
 
         require_cuda()  # says what is missing: PyCUDA, the driver, a device or nvcc
-    load_kernels(spec.backend)
+    load_kernels(spec.backend, only_find=launching)
     if spec.out is not None:
         check_output_path(spec.out)
     if spec.checkpoint is not None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpc import checkpoint as ckpt
 from hpc.errors import UserError
 
 DEFAULT_OUT = Path("results/runs.h5")
@@ -38,8 +37,11 @@ class RunSpec:
     np: int | None = None  # ranks asked for; inside a job it must match the job's
     checkpoint: Path | None = None  # save here on SIGUSR1 and resume from here
 
-    def identity(self, params: dict[str, Any], nranks: int) -> ckpt.Identity:
-        """What a checkpoint of this run records, to be matched on resume."""
+    def identity(self, params: dict[str, Any], nranks: int) -> Any:
+        """What a checkpoint of this run records, to be matched on resume
+        (an ``hpc.checkpoint.Identity``)."""
+        from hpc import checkpoint as ckpt
+
         return ckpt.Identity(self.workload, self.backend, params, self.repeats, self.warmup,
                              nranks)
 

@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-import numpy as np
+from hpc.lazympi import lazy_module
+
+np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
 
 class PhaseTimer:

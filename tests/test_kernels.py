@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from kernels import CPU_BACKENDS, load_backend
+from kernels import CPU_BACKENDS, find_backend, load_backend
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +40,17 @@ def rng():
 # ---------------------------------------------------------------------------------------
 
 
-def test_load_backend_unknown_name_lists_valid_ones():
+@pytest.mark.parametrize("check", [load_backend, find_backend])
+def test_load_backend_unknown_name_lists_valid_ones(check):
     with pytest.raises(ValueError, match="'numpy', 'cython'"):
-        load_backend("fortran")
+        check("fortran")
 
 
-def test_load_backend_cython_not_built(monkeypatch):
+@pytest.mark.parametrize("check", [load_backend, find_backend])
+def test_load_backend_cython_not_built(monkeypatch, check):
     monkeypatch.setitem(sys.modules, "kernels.cython_backend", None)  # import now fails
     with pytest.raises(ImportError, match=r"Cython kernels are not built: run `make setup`"):
-        load_backend("cython")
+        check("cython")
 
 
 def test_backends_have_the_same_functions(nb, cb):

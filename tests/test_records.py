@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from hpc.errors import UserError
-from hpc.records import SCHEMA_VERSION, RunRecord, append_run, check_output_path, read_runs
+from hpc.records import SCHEMA_VERSION, RunRecord, append_run, check_output_path, is_hdf5, read_runs
 
 
 def make_record(**overrides) -> RunRecord:
@@ -77,6 +77,25 @@ def test_non_hdf5_target_is_refused_and_untouched(tmp_path):
     with pytest.raises(UserError, match="not an HDF5 file"):
         append_run(path, make_record())
     assert path.read_text() == "not hdf5"
+
+
+def test_is_hdf5_answers_as_h5py_does(tmp_path):
+    """The signature check the launching process makes without h5py: files with and
+    without a user block (the signature then at 512, 1024, 2048, ...), and look-alikes."""
+    files = {}
+    for userblock in (0, 512, 4096):
+        files[f"ub{userblock}"] = tmp_path / f"ub{userblock}.h5"
+        with h5py.File(files[f"ub{userblock}"], "w", userblock_size=userblock) as f:
+            f["x"] = 1
+    signature = files["ub0"].read_bytes()[:8]
+    for name, data in {"text": b"not hdf5", "empty": b"", "short": signature[:5],
+                       "at256": b"\0" * 256 + signature + b"\0" * 1024,
+                       "at1024": b"\0" * 1024 + signature}.items():
+        files[name] = tmp_path / name
+        files[name].write_bytes(data)
+    answers = {name: is_hdf5(path) for name, path in files.items()}
+    assert answers == {name: h5py.is_hdf5(path) for name, path in files.items()}
+    assert answers["ub4096"] and answers["at1024"] and not answers["at256"]
 
 
 def test_check_output_path_accepts_new_nested_file(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hpc.errors import UserError
-from hpc.mpi_env import inside_mpi_job
+from hpc.mpi_env import inside_mpi_job, mpiexec_flavor
 from hpc.provenance import relevant_environment
 from hpc.timing import PhaseTimer
 from hpc.workloads import WORKLOADS, get_workload
@@ -125,3 +125,23 @@ def test_package_versions_match_importlib_metadata(tmp_path):
     (egg / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: Some.Pkg\nVersion: 1.2.3\n")
     (tmp_path / "other_pkg-4.5.dist-info").mkdir()
     assert installed_versions([str(tmp_path)]) == {"some_pkg": "1.2.3", "other_pkg": "4.5"}
+
+
+def test_mpiexec_flavor_is_asked_once_until_mpiexec_changes(tmp_path, monkeypatch):
+    """`mpiexec --version` runs on the first launch only; a changed mpiexec is asked again.
+    A real executable stands in for mpiexec and counts how often it was asked."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    asked = tmp_path / "asked"
+    fake = tmp_path / "mpiexec"
+    fake.write_text(f"#!/bin/sh\necho x >> {asked}\necho 'HYDRA build details:'\n")
+    fake.chmod(0o755)
+
+    def flavor() -> str:
+        mpiexec_flavor.cache_clear()  # a new process each time, as each launch is
+        return mpiexec_flavor(str(fake))
+
+    assert [flavor(), flavor()] == ["mpich", "mpich"]
+    assert asked.read_text().count("x") == 1
+    fake.write_text(f"#!/bin/sh\necho x >> {asked}\necho 'Open MPI 5.0.3'\n")
+    assert flavor() == "openmpi"
+    assert asked.read_text().count("x") == 2

@@ -17,12 +17,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
-
-from hpc.lazympi import MPI
+from hpc.lazympi import MPI, lazy_module
 from hpc.timing import PhaseTimer
 from hpc.workloads.base import Param, Verification, Workload
 from hpc.workloads.decomp import block_range
+
+np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
 _POLL_SECONDS = 2e-4
 

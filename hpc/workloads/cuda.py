@@ -20,17 +20,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from hpc.errors import UserError
 from hpc.gpu_comm import MpiStage
-from hpc.lazympi import MPI
+from hpc.lazympi import MPI, lazy_module
 from hpc.timing import PhaseTimer
 from hpc.workloads.base import Workload
 from hpc.workloads.heat2d import Heat2D
 from hpc.workloads.kmeans import KMeans
 from hpc.workloads.nbody import NBody
 from hpc.workloads.pi import Pi
+
+np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
 
 def _cuda_aware() -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+from hpc.lazympi import lazy_module
+
+np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
 
 def block_range(n: int, parts: int, index: int) -> tuple[int, int]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
 from hpc.errors import UserError
-from hpc.lazympi import MPI
+from hpc.lazympi import MPI, lazy_module
 from hpc.timing import PhaseTimer
 from hpc.workloads.base import Block, Param, SteppedWorkload, Verification
 from hpc.workloads.decomp import balanced_dims, block_range
+
+np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
 # Above this many site updates the serial reference would cost more than the run itself;
 # verification then falls back to the maximum principle.

@@ -14,13 +14,13 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-import numpy as np
-
 from hpc.errors import UserError
-from hpc.lazympi import MPI
+from hpc.lazympi import MPI, lazy_module
 from hpc.timing import PhaseTimer
 from hpc.workloads.base import Param, Verification, Workload
 from hpc.workloads.decomp import block_range
+
+np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
 CHUNK = 65536
 REFERENCE_MAX_WORK = int(os.environ.get("HPC_REFERENCE_MAX_WORK", 5 * 10**7))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
-
-from hpc.lazympi import MPI
+from hpc.lazympi import MPI, lazy_module
 from hpc.timing import PhaseTimer
 from hpc.workloads.base import Block, Param, SteppedWorkload, Verification
 from hpc.workloads.decomp import block_counts
+
+np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
 REFERENCE_MAX_INTERACTIONS = int(os.environ.get("HPC_REFERENCE_MAX_WORK", 5 * 10**7))
 
