@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from hpc import __version__, cuda_cli, submit_cli
+from hpc import __version__
 from hpc.errors import HpcError
 from hpc.limits import rank_count
 from hpc.runs import Run, add_run_options, run_spec_from_args
-from hpc.slurm.cli import add_parsers as add_slurm_parsers
-from hpc.study.cli import add_study_parsers
 from hpc.workloads import WORKLOADS
 
 
@@ -29,13 +28,14 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
         p.set_defaults(handler=cmd_run)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(builders: list[Callable[..., None]] | None = None) -> argparse.ArgumentParser:
+    """The parser of ``hpc``, with every command (or only those ``builders`` add)."""
     parser = argparse.ArgumentParser(
         prog="hpc", description="HPC job suite: MPI workloads with numpy, Cython and CUDA "
         "kernels, HDF5 run records, Slurm submission, strong and weak scaling studies.")
     parser.add_argument("--version", action="version", version=f"hpc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add_parsers in PARSER_BUILDERS:
+    for add_parsers in parser_builders() if builders is None else builders:
         add_parsers(commands)
     return parser
 
@@ -108,15 +108,24 @@ def _cmd_show(args: argparse.Namespace, argv: list[str]) -> int:
     return cmd_show(args.files)
 
 
-# Each entry adds its subcommands to the parser and sets `handler` (args, argv) -> exit code.
-# Feature modules register here with one line, keeping this file free of their details.
-PARSER_BUILDERS = [_add_run_parser, _add_tool_parsers, add_study_parsers, cuda_cli.add_parsers,
-                   submit_cli.add_parsers, add_slurm_parsers]
+def parser_builders() -> list[Callable[..., None]]:
+    """Each entry adds its subcommands to the parser and sets `handler` (args, argv) -> exit
+    code. Feature modules register here with one line, keeping this file free of their
+    details; they are imported here, not by `hpc run` (see main)."""
+    from hpc import cuda_cli, submit_cli
+    from hpc.slurm.cli import add_parsers as add_slurm_parsers
+    from hpc.study.cli import add_study_parsers
+
+    return [_add_run_parser, _add_tool_parsers, add_study_parsers, cuda_cli.add_parsers,
+            submit_cli.add_parsers, add_slurm_parsers]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    # `hpc run`, which every rank of every run starts with, parses with its own parser
+    # only: importing the other commands' modules cost each process tens of ms.
+    builders = [_add_run_parser] if argv[:1] == ["run"] else None
+    args = build_parser(builders).parse_args(argv)
     try:
         return args.handler(args, argv)
     except HpcError as exc:

@@ -15,7 +15,6 @@ a study would then record the same point twice. Two layers:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import sys
@@ -75,7 +74,9 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     elsewhere the ranks' watch does the job). Meant as a Popen ``preexec_fn``."""
     if not sys.platform.startswith("linux"):
         return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # The process's own symbols hold libc's: find_library("c") would run `ldconfig -p`
+    # in every rank and before every mpiexec.
+    libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 

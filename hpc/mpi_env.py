@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import os
 import shutil
 import subprocess
@@ -57,6 +56,8 @@ def _flavor_cache(mpiexec: str) -> Path | None:
         st = os.stat(mpiexec)
     except OSError:
         return None
+    import hashlib  # ~3 ms, for the launching process only
+
     key = f"{os.path.realpath(mpiexec)}\0{st.st_mtime_ns}\0{st.st_size}"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "hpc-suite" / f"mpiexec-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
