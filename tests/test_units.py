@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
 from hpc.errors import UserError
 from hpc.mpi_env import inside_mpi_job, mpiexec_flavor
-from hpc.provenance import relevant_environment
+from hpc.provenance import git_state, relevant_environment
 from hpc.timing import PhaseTimer
 from hpc.workloads import WORKLOADS, get_workload
 from hpc.workloads.decomp import balanced_dims, block_counts, block_range
@@ -145,3 +147,25 @@ def test_mpiexec_flavor_is_asked_once_until_mpiexec_changes(tmp_path, monkeypatc
     fake.write_text(f"#!/bin/sh\necho x >> {asked}\necho 'Open MPI 5.0.3'\n")
     assert flavor() == "openmpi"
     assert asked.read_text().count("x") == 2
+
+
+def test_git_state_reads_commit_and_dirtiness_as_git_does(tmp_path):
+    """On a real repository: the commit rev-parse names, dirty only for changed tracked
+    files; no repository (or no commit yet) is "unknown"."""
+    assert git_state(tmp_path) == {"git_commit": "unknown", "git_dirty": False}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c",
+                               "user.email=t@t", *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("1\n")
+    git("add", "a.py")
+    assert git_state(tmp_path) == {"git_commit": "unknown", "git_dirty": False}
+    git("commit", "-q", "-m", "a")
+    head = git("rev-parse", "HEAD")
+    (tmp_path / "untracked.py").write_text("x\n")
+    assert git_state(tmp_path) == {"git_commit": head, "git_dirty": False}
+    (tmp_path / "a.py").write_text("2\n")
+    assert git_state(tmp_path) == {"git_commit": head, "git_dirty": True}
