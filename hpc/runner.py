@@ -138,6 +138,10 @@ def _validate_together(spec: RunSpec, comm: Any) -> dict[str, Any] | None:
 def run_ranks(spec: RunSpec) -> int:
     """Entry point on every rank; returns the exit code. Aborts the job on any error."""
     lifeline.watch_launcher()  # end this rank if the hpc process that started it dies
+    # Every rank needs numpy (hpc.lazympi.lazy_module spares only the launcher): imported
+    # here, before anything is timed or probed, not at a first use inside a repeat.
+    import numpy  # noqa: F401
+
     MPI = init_mpi()  # a failure before MPI is up still ends every rank
 
     comm = MPI.COMM_WORLD
@@ -231,6 +235,9 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None,
                      f"{len(progress.segments_utc) + 1})")
         if prefetched is not None:
             prefetched.result()  # done before the probe: git must not count as other load
+        # The probes start together: a rank waiting for rank 0's provenance (which now
+        # imports h5py too) would count MPI's busy polling as CPU of the run.
+        comm.Barrier()
         probe = machine.Probe()  # this rank's CPU against wall time, the node's load
         local = _repeats(spec, workload, progress, saved, checkpoint_file.close)
         usages = comm.gather(probe.stop(), root=0) if local is not None else None
