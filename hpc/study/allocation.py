@@ -54,15 +54,33 @@ def exact_allocation(spec: StudySpec, profile: Any, ranks: int, threads: int = 1
     return resources.updated(nodes=nodes, ntasks_per_node=ranks // nodes)
 
 
+def node_allocation(spec: StudySpec, profile: Any, point: Point) -> Any:
+    """A node ladder's point: exactly its nodes, ranks_per_node tasks on each."""
+    return allocation(spec, profile, 1, point.threads).updated(
+        nodes=point.nodes, ntasks_per_node=spec.ranks_per_node)
+
+
+def _shape(spec: StudySpec, profile: Any, point: Point) -> Any:
+    if point.nodes is not None:
+        return node_allocation(spec, profile, point)
+    return exact_allocation(spec, profile, point.ranks, point.threads)
+
+
+def _shared(spec: StudySpec, profile: Any, points: list[Point]) -> Any:
+    """The allocation one Slurm array's tasks share: the largest point's."""
+    if spec.nodes:
+        return node_allocation(spec, profile, max(points, key=lambda p: (p.nodes, p.threads)))
+    return allocation(spec, profile, max(p.ranks for p in points),
+                      max(p.threads for p in points))
+
+
 def point_resources(spec: StudySpec, launcher: Any, profile: Any,
                     points: list[Point]) -> list[Any]:
     """One Resources per point: the largest point's for a launcher whose runs share one
     allocation (a Slurm array), else exactly each point's."""
     if launcher.name == "slurm":
-        shared = allocation(spec, profile, max(p.ranks for p in points),
-                            max(p.threads for p in points))
-        return [shared] * len(points)
-    return [exact_allocation(spec, profile, p.ranks, p.threads) for p in points]
+        return [_shared(spec, profile, points)] * len(points)
+    return [_shape(spec, profile, p) for p in points]
 
 
 def allocation_memory(spec: StudySpec, points: list[Point]) -> tuple[int | None, str,
@@ -71,10 +89,9 @@ def allocation_memory(spec: StudySpec, points: list[Point]) -> tuple[int | None,
     bytes when [resources] (or the profile) asks for no mem."""
     profile = load_study_profile(spec)
     if spec.launcher == "submitit":
-        shapes = {p.ranks: exact_allocation(spec, profile, p.ranks, p.threads) for p in points}
+        shapes = {p.ranks: _shape(spec, profile, p) for p in points}
     else:  # every array task has the largest point's shape; srun packs a point's ranks
-        largest = allocation(spec, profile, max(p.ranks for p in points),
-                             max(p.threads for p in points))
+        largest = _shared(spec, profile, points)
         shapes = {p.ranks: largest for p in points}
     mem = next(iter(shapes.values())).mem
     nodes = {ranks: math.ceil(ranks / r.ntasks_per_node) for ranks, r in shapes.items()}

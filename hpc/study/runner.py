@@ -48,14 +48,18 @@ def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Poin
 def point_run(spec: StudySpec, point: Point, out: Path) -> Run:
     """The one description of a point, whatever launcher runs it."""
     name = f"{spec.name}-{point.ranks}" + (f"x{point.threads}" if point.threads > 1 else "")
+    if point.nodes is not None:
+        name = f"{spec.name}-{point.nodes}n{point.ranks}"
     if spec.workload is None:
         # The driver keeps the point's timeout itself; this is the backstop (its patterns
         # may take up to REGEX_TIMEOUT beyond it).
         return Run(name, point.ranks, driver=("study", "point", str(out), str(point.index)),
-                   threads=point.threads, timeout=spec.timeout + DRIVER_GRACE)
+                   threads=point.threads, timeout=spec.timeout + DRIVER_GRACE,
+                   nodes=point.nodes)
     run = RunSpec(workload=spec.workload, backend=spec.backend, params=point.params,
                   repeats=spec.repeats, warmup=spec.warmup, out=out, quiet=True)
-    return Run(name, point.ranks, spec=run, threads=spec.threads[0], timeout=spec.timeout)
+    return Run(name, point.ranks, spec=run, threads=spec.threads[0], timeout=spec.timeout,
+               nodes=point.nodes)
 
 
 def _study_options(spec: StudySpec, launcher: Any, out: Path) -> Any:
@@ -79,6 +83,7 @@ def describe_study(spec: StudySpec, points: list[Point], out: Path) -> str:
     out = out.resolve()
     launcher_class = get_launcher(spec.launcher)
     runs = [point_run(spec, p, out) for p in points]
+    launcher_class.check_runs(runs)
     if launcher_class.sequential:  # this machine: no profile, no Slurm resources
         launcher, resources = launcher_class(), [None] * len(points)
     else:
@@ -115,6 +120,7 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
 
     out = out.resolve()
     launcher_class = get_launcher(spec.launcher)
+    launcher_class.check_runs([point_run(spec, p, out) for p in points])
     open_study_file(out, spec, restart=restart)
     if rerun:
         marked = supersede(out, spec, rerun)
