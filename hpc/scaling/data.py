@@ -64,7 +64,7 @@ class Placement:
         ranks = (str(self.per_node[0]) if len(set(self.per_node)) == 1
                  else "+".join(map(str, self.per_node)))
         return (f"{self.nodes} node{'s' if self.nodes > 1 else ''} × {ranks} "
-                f"rank{'s' if sum(self.per_node) > 1 else ''}")
+                f"rank{'s' if ranks != '1' else ''}")
 
     def short(self) -> str:
         """For a plot's tick: "2×2"."""
