@@ -94,4 +94,10 @@ def analyse_study_file(path: Path, store: bool = False, include_oversubscribed: 
     analysis = analyse(spec.kind, points, include_flagged=include_oversubscribed)
     if store:
         write_analysis(path, analysis.to_dict())
-    return spec, analysis, report_meta(spec, path, notes), placed
+    meta = report_meta(spec, path, notes)
+    moved = [f"{p.ranks} ranks asked for {p.nodes} node{'s' if p.nodes > 1 else ''}, ran "
+             f"on {placed[p.cores].nodes}" for p in plan_study(spec)
+             if p.cores in placed and placed[p.cores].nodes != p.nodes]
+    if moved:  # e.g. srun spread a small point over a larger shared allocation
+        meta["nodes not as asked"] = "; ".join(moved)
+    return spec, analysis, meta, placed

@@ -49,6 +49,7 @@ def test_node_ladder_study_reports_points_by_recorded_nodes(mnode_env, tmp_path)
     html = out.with_suffix(".html").read_text()
     assert "nodes × ranks" in html and "1 node × 1 rank" in html, html
     assert "2 nodes × 1 rank" in html and "inter-node" in html and "intra-node" in html
+    assert "nodes not as asked" not in html  # each point ran on the nodes it asked for
     # The same from the study file here, in Markdown: one row per point.
     md = tmp_path / "ladder.md"
     assert_ok(run_hpc("study", "report", str(out), "--format", "md", "--out", str(md)))
