@@ -213,8 +213,9 @@ def test_study_point_whose_node_dies_fails_alone_and_reruns_alone(mnode_env, tmp
             # one on two nodes.
             def last_point_running() -> bool:
                 assert runner.poll() is None, runner.communicate()
-                lines = slurm("squeue", "-h", "-t", "RUNNING", "-o", "%i %D",
-                              env=env).splitlines()
+                # Only this study's jobs: another job on two nodes is not ours to cut.
+                lines = slurm("squeue", "-h", "-t", "RUNNING", "--name=nodes-fault", "-o",
+                              "%i %D", env=env).splitlines()
                 # Its ranks started on node2: a cut before that is a failed launch
                 # (FAILED 105), not a node failure under a running point.
                 return any(line.split()[1:] == ["2"] for line in lines) and bool(
