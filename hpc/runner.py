@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 import traceback
 import uuid
 from datetime import datetime, timezone
@@ -32,6 +33,8 @@ np = lazy_module("numpy")  # not imported by a process that only starts the rank
 # Test hook: the rank named here raises in its first timed repeat, after its
 # neighbours have entered communication: the real failure a hang would come from.
 FAIL_RANK_ENV = "HPC_FAIL_RANK"
+# Seconds a failing rank waits between its message and MPI_Abort.
+ABORT_GRACE_S = 0.3
 
 
 def utc_now() -> str:
@@ -164,6 +167,9 @@ def run_ranks(spec: RunSpec) -> int:
             _say(f"hpc: interrupted {where}")
         else:
             _say(f"hpc: rank failed {where}:\n{traceback.format_exc()}")
+        # The process manager forwards this rank's stderr; an abort at once can tear its
+        # streams down before the message is through (seen: 2 of 5 submitit logs empty).
+        time.sleep(ABORT_GRACE_S)
         comm.Abort(code)
         return code  # not reached
 

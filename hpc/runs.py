@@ -150,6 +150,8 @@ class Run:
     driver: tuple[str, ...] = ()           # else: hpc arguments of a process that starts
                                            # its own ranks through the launcher's {mpirun}
     threads: int = 1                       # OpenMP threads per rank
+    nodes: int | None = None               # exactly this many nodes (a node ladder's
+                                           # point); None: as the resources say
     timeout: float | None = None           # seconds; None: the launcher's limit
     info: dict[str, Any] = field(default_factory=dict)  # added to the job's job.json
 

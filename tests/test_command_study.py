@@ -156,7 +156,7 @@ def test_rerun_measures_points_again_and_keeps_the_old_records(app, tmp_path):
     ("local", ["point 1 runs (repeat 0): ", "mpiexec -n 2 ", "/app 100000\n",
                "-m hpc study point "]),
     ("slurm", ["point 1 runs (repeat 0): srun --mpi=pmi2 --nodes=1 --ntasks=2 ",
-               "#SBATCH --array=0-1", "--starter srun --mpi pmi2", "study report"]),
+               "#SBATCH --array=0-0", "--starter srun --mpi pmi2", "study report"]),
 ])
 def test_dry_run_prints_each_points_command_and_the_job_script(tmp_path, launcher, phrases):
     study = write_study(tmp_path, EXTRA="", **{
@@ -166,6 +166,33 @@ def test_dry_run_prints_each_points_command_and_the_job_script(tmp_path, launche
     for phrase in phrases:
         assert phrase in proc.stdout, (phrase, proc.stdout)
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_dry_run_on_slurm_gives_each_shape_its_own_array_and_the_report_waits_for_all(
+        tmp_path):
+    """Slurm sizes every task of an array alike: points of 1, 2 and 4 ranks are three
+    arrays of exactly their ranks (3 threads: cpus-per-task 3), not one of 4 ranks each;
+    array_throttle = 2 chains each array after the one two before it."""
+    study = write_study(tmp_path, EXTRA="", **{
+        'launcher = "local"': 'launcher = "slurm"\nprofile = "local"\narray_throttle = 2',
+        "ranks = [1, 2]": "ranks = [1, 2, 4]\nthreads = [1, 3]"})
+    proc = run_hpc("study", "run", str(study), "--out", str(tmp_path / "s.h5"), "--dry-run")
+    assert_ok(proc)
+    scripts = proc.stdout.split("# job ")[1:]
+    assert len(scripts) == 7, proc.stdout
+    shapes = [[line.split("=", 1)[1] for line in text.splitlines()
+               if line.startswith(("#SBATCH --ntasks-per-node", "#SBATCH --cpus-per-task",
+                                   "#SBATCH --array"))] for text in scripts]
+    assert shapes == [["1", "1", "0-0"], ["1", "3", "0-0"], ["2", "1", "0-0"],
+                      ["2", "3", "0-0"], ["4", "1", "0-0"], ["4", "3", "0-0"],
+                      ["1", "1"]], shapes
+    assert "point 4 runs (repeat 0): srun --mpi=pmi2 --nodes=1 --ntasks=4 " in proc.stdout
+    assert [text.splitlines()[0].split("cpu(s)")[1] for text in scripts[:6]] == [
+        "", ""] + [f", after job {n} ended (array_throttle)" for n in (1, 2, 3, 4)]
+    assert scripts[6].startswith("7 of 7: 1 step(s) on 1 node(s) x 1 task(s) x 1 cpu(s), "
+                                 "after every job above (--dependency=afterany on all 6 "
+                                 "array jobs)")
+    assert "study report" in scripts[6]
 
 
 def test_threads_dimension_sets_omp_threads_per_point(app, tmp_path):

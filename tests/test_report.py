@@ -109,3 +109,25 @@ def test_phases_other_than_compute_and_communication_are_stacked(tmp_path):
            for p, t in zip((1, 2, 4), amdahl_time((1, 2, 4), 0.1), strict=True)]
     out = write_report(analyse("strong", pts, n_boot=20), {"study": "s"}, tmp_path / "r.html")
     assert len(_data_uri_images(out.read_text())) == 4
+
+
+def test_node_ladder_points_are_labelled_by_recorded_placement(strong, tmp_path):
+    from hpc.scaling import Placement
+
+    # As records' hostnames give them: 1 rank on one node, 2 ranks on two nodes, 4 ranks
+    # on two nodes unevenly, 8 ranks on four nodes; the points beyond have no hosts.
+    placement = {1: Placement.from_hosts(["n1"]), 2: Placement.from_hosts(["n1", "n2"]),
+                 4: Placement.from_hosts(["n1", "n1", "n1", "n2"]),
+                 8: Placement.from_hosts([f"n{i // 2}" for i in range(8)])}
+    out = write_report(strong, META, tmp_path / "r.md", "md", placement)
+    text = out.read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    assert "| 1 node × 1 rank | intra-node |" in rows["1"]
+    assert "| 2 nodes × 1 rank | inter-node |" in rows["2"]
+    assert "| 2 nodes × 3+1 ranks | inter-node |" in rows["4"]
+    assert "| 4 nodes × 2 ranks | inter-node |" in rows["8"]
+    assert "| – | – |" in rows["16"]  # no hosts recorded: not labelled
+    assert "intra-node points (1 node): 1 (1 node × 1 rank); inter-node points: 2 (" in text
+    for name in ("speedup", "efficiency", "karp_flatt", "phases"):  # the ticks relabelled
+        Image.open(out.with_name(f"r-{name}.png")).verify()

@@ -26,7 +26,7 @@ def heat_step(out: str = "/data/runs.h5", ntasks: int | None = None) -> Step:
     return Step((PYTHON, "-m", "hpc", "run", "heat2d", "--n", "64", "--out", out), ntasks)
 
 
-# name: (profile, resource overrides, steps, array throttle[, checkpoint signal])
+# name: (profile, resource overrides, steps, array throttle[, other JobScript fields])
 CASES = {
     "local-heat2d": ("local", {"ntasks_per_node": 2, "job_name": "heat2d"},
                      [heat_step()], None),
@@ -44,15 +44,21 @@ CASES = {
                                 "modules": ["gcc/12.3"]}, [heat_step(HOSTILE_OUT)], None),
     "local-checkpoint": ("local", {"ntasks_per_node": 2, "time": "1"},
                          [Step((PYTHON, "-m", "hpc", "run", "heat2d", "--out", "/d/r.h5",
-                                "--checkpoint", "/d/heat.ckpt.h5"))], None, 50),
+                                "--checkpoint", "/d/heat.ckpt.h5"))], None,
+                         {"checkpoint_signal": 50}),
+    # A study's point on Slurm: an array of its own allocation shape (hpc.launchers.slurm),
+    # here one task of 2 ranks x 3 threads; no throttle on a single task.
+    "local-array-shape": ("local", {"ntasks_per_node": 2, "cpus_per_task": 3,
+                                    "job_name": "shape"},
+                          [heat_step("/data/shape.h5", 2)], None, {"array": True}),
 }
 
 
 def render_case(name: str) -> str:
-    profile_name, overrides, steps, throttle, *signal = CASES[name]
+    profile_name, overrides, steps, throttle, *more = CASES[name]
     profile = load_profile(profile_name)
     job = JobScript(profile.resources.updated(overrides), tuple(steps), throttle=throttle,
-                    checkpoint_signal=signal[0] if signal else None)
+                    **(more[0] if more else {}))
     return render_script(job, profile)
 
 

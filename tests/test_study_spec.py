@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from hpc.errors import UserError
@@ -271,3 +273,90 @@ def test_threads_as_a_dimension_is_for_commands():
         parse_study({"kind": "strong", "ranks": [1, 4], "workload": "pi",
                      "threads": [1, 2]}, "t")
     assert "threads as a dimension is for a [command]" in str(info.value)
+
+
+# -- node ladders ---------------------------------------------------------------------------
+
+def nodes_study(**changes) -> StudySpec:
+    return study(**{"ranks": None, "nodes": {"from": 1, "to": 4}, "ranks_per_node": 2,
+                    **changes})
+
+
+@pytest.mark.parametrize(("nodes", "expected"), [
+    ({"from": 1, "to": 4}, (1, 2, 4)),
+    ({"from": 1, "to": 3, "step": 1}, (1, 2, 3)),
+    ([4, 2], (2, 4)),
+])
+def test_node_ladder_gives_nodes_times_ranks_per_node(nodes, expected):
+    spec = study(ranks=None, nodes=nodes, ranks_per_node=2)
+    assert spec.nodes == expected and spec.ranks_per_node == 2
+    assert spec.ranks == tuple(2 * n for n in expected)
+    points = plan_study(spec)
+    # The analysis still runs over ranks, baseline the smallest.
+    assert [(p.nodes, p.ranks) for p in points] == [(n, 2 * n) for n in expected]
+    assert points[0].describe("n").startswith(f"nodes={expected[0]} ranks={2 * expected[0]}")
+    again = StudySpec.from_json(spec.to_json(), source=spec.source)
+    assert again == spec
+
+
+def test_a_weak_node_ladder_grows_with_the_ranks():
+    points = plan_study(nodes_study(kind="weak"))
+    assert [p.size for p in points] == [64, 91, 128]
+
+
+@pytest.mark.parametrize(("changes", "phrases"), [
+    ({"ranks": [1, 2]}, ("give ranks or nodes, not both",)),
+    ({"ranks_per_node": None}, ("nodes needs ranks_per_node",)),
+    ({"ranks_per_node": 0}, ("ranks_per_node must be from 1 to 4096",)),
+    ({"ranks_per_node": 5000}, ("ranks_per_node must be from 1 to 4096",)),
+    ({"ranks_per_node": "2"}, ("ranks_per_node must be an integer",)),
+    ({"nodes": {"from": 4, "to": 1}}, ("nodes from 4 to 1 is empty",)),
+    ({"nodes": {"from": 1}}, ("nodes needs both 'from' and 'to'",)),
+    ({"nodes": {"from": 1, "to": 4, "by": 2}}, ("nodes: unknown key(s) by",)),
+    ({"nodes": {"from": 1, "to": 1 << 19}}, ("nodes to 524288 is beyond 262144",)),
+    ({"nodes": [1, 1 << 19]}, ("node count 524288 is beyond 262144",)),
+    ({"nodes": [2, 2]}, ("node counts repeat",)),
+    ({"nodes": [0, 1]}, ("node counts must be positive",)),
+    ({"nodes": [1.5]}, ("nodes must be whole numbers",)),
+    ({"nodes": []}, ("the node ladder is empty",)),
+    ({"nodes": [4]}, ("at least two rank counts",)),
+    ({"nodes": [1, 1 << 18], "ranks_per_node": 8}, ("beyond 1048576 ranks",)),
+    ({"resources": {"ntasks_per_node": 4}}, ("[resources] ntasks_per_node: a node ladder",)),
+])
+def test_bad_node_ladders_are_refused(changes, phrases):
+    with pytest.raises(UserError) as info:
+        nodes_study(**changes)
+    for phrase in phrases:
+        assert phrase in str(info.value), (phrase, str(info.value))
+
+
+def test_ranks_per_node_without_a_node_ladder_is_refused():
+    refused("ranks_per_node goes with a node ladder", ranks_per_node=2)
+
+
+def test_node_ladder_study_file_errors_exit_2(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_text('workload = "heat2d"\nkind = "strong"\nsize = 64\n'
+                    'nodes = {from = 1, to = 2}\n')
+    assert_clean_error(run_hpc("study", "run", str(path), "--dry-run"),
+                       "nodes needs ranks_per_node")
+
+
+def test_the_local_launcher_refuses_a_multi_node_point_before_anything_runs(tmp_path):
+    out = tmp_path / "n.h5"
+    proc = run_hpc("study", "run", "heat2d-nodes", "--launcher", "local", "--out", str(out))
+    assert_clean_error(proc, "a point on 2 and 4 nodes cannot run here",
+                       "run it with --launcher slurm or submitit")
+    assert not out.exists()
+
+
+def test_the_local_launcher_takes_one_node_points_only():
+    from hpc.launchers.local import LocalLauncher
+    from hpc.study.runner import point_run
+
+    spec = nodes_study()
+    runs = [point_run(spec, p, Path("s.h5")) for p in plan_study(spec)]
+    assert [r.nodes for r in runs] == [1, 2, 4]
+    LocalLauncher.check_runs(runs[:1])  # a 1-node point runs here
+    with pytest.raises(UserError, match="a point on 2 nodes cannot run here"):
+        LocalLauncher.check_runs(runs[:2])

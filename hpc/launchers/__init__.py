@@ -79,6 +79,12 @@ class Launcher(ABC):
         self.profile = profile       # hpc.slurm.profiles.Profile; None: the default one
         self.jobs_dir = jobs_dir
 
+    @classmethod
+    def check_runs(cls, runs: Sequence[Run]) -> None:
+        """Refuse, before anything starts, runs this launcher cannot place (default:
+        none; the scheduler places them)."""
+        return None
+
     def check_options(self, options: JobOptions) -> None:
         refused = [_OPTION_WORDS[n] for n in options.given() if n not in self.supports]
         if refused:

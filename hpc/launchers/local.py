@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpc import lifeline
-from hpc.errors import INTERRUPTED, TERMINATED, TIMED_OUT
+from hpc.errors import INTERRUPTED, TERMINATED, TIMED_OUT, UserError
 from hpc.launchers import NO_OPTIONS, JobOptions, Launched, Launcher, register
 from hpc.runs import Run
 
@@ -64,13 +64,23 @@ class LocalLauncher(Launcher):
     name = "local"
     sequential = True  # a study runs its points one at a time, with progress between
 
+    @classmethod
+    def check_runs(cls, runs: Sequence[Run]) -> None:
+        many = sorted({r.nodes for r in runs if r.nodes is not None and r.nodes > 1})
+        if many:
+            raise UserError(f"the local launcher runs on this one machine; a point on "
+                            f"{' and '.join(map(str, many))} nodes cannot run here: run it "
+                            "with --launcher slurm or submitit")
+
     def describe(self, runs: Sequence[Run], resources: Sequence[Any],
                  options: JobOptions = NO_OPTIONS) -> str:
+        self.check_runs(runs)
         return "\n".join(shlex.join(_command(run)[0]) for run in runs)
 
     def start(self, runs: Sequence[Run], resources: Sequence[Any],
               options: JobOptions = NO_OPTIONS) -> list[Launched]:
         self.check_options(options)
+        self.check_runs(runs)
         launched = []
         for run in runs:
             launched.append(Launched(run, exit_code=self.run_one(run)))

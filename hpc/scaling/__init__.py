@@ -24,7 +24,7 @@ from hpc.scaling.analysis import (
     fit_overhead,
 )
 from hpc.scaling.compare import Comparison, compare
-from hpc.scaling.data import Excluded, ScalingPoint
+from hpc.scaling.data import Excluded, Placement, ScalingPoint
 from hpc.scaling.estimate import Estimate
 from hpc.scaling.fits import ModelFit
 from hpc.scaling.laws import (
@@ -39,8 +39,9 @@ from hpc.scaling.report import write_report
 from hpc.scaling.selection import ModelComparison
 
 __all__ = [
-    "Comparison", "Estimate", "Excluded", "ModelComparison", "ModelFit", "PointStats",
-    "Predictions", "ScalingPoint", "StudyAnalysis", "amdahl_speedup", "analyse", "compare",
+    "Comparison", "Estimate", "Excluded", "ModelComparison", "ModelFit", "Placement",
+    "PointStats", "Predictions", "ScalingPoint", "StudyAnalysis", "amdahl_speedup",
+    "analyse", "compare",
     "efficiency", "fit_amdahl", "fit_gustafson", "fit_overhead", "gustafson_fraction",
     "gustafson_speedup", "karp_flatt", "write_report",
 ]

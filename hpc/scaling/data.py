@@ -48,6 +48,36 @@ class ScalingPoint:
     cores: float | None = None
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a point's ranks ran, as its record says (the hosts the ranks reported)."""
+
+    nodes: int
+    per_node: tuple[int, ...]   # ranks on each node, most first
+
+    @property
+    def intra_node(self) -> bool:
+        return self.nodes == 1
+
+    def label(self) -> str:
+        """ "2 nodes × 2 ranks", or "2 nodes × 3+1 ranks" when the nodes differ. """
+        ranks = (str(self.per_node[0]) if len(set(self.per_node)) == 1
+                 else "+".join(map(str, self.per_node)))
+        return (f"{self.nodes} node{'s' if self.nodes > 1 else ''} × {ranks} "
+                f"rank{'s' if ranks != '1' else ''}")
+
+    def short(self) -> str:
+        """For a plot's tick: "2×2"."""
+        return f"{self.nodes}×{self.per_node[0] if len(set(self.per_node)) == 1 else '~'}"
+
+    @classmethod
+    def from_hosts(cls, hostnames: list[str]) -> Placement:
+        counts: dict[str, int] = {}
+        for host in hostnames:
+            counts[host] = counts.get(host, 0) + 1
+        return cls(len(counts), tuple(sorted(counts.values(), reverse=True)))
+
+
 @dataclass
 class Excluded:
     """A point left out of the analysis, and why."""

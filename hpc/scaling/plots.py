@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from hpc.scaling.analysis import PointStats, StudyAnalysis
+from hpc.scaling.data import Placement
 from hpc.scaling.estimate import Estimate
 from hpc.scaling.laws import amdahl_speedup, gustafson_fraction, gustafson_speedup, karp_flatt
 
@@ -209,11 +210,28 @@ FIGURES = {
 }
 
 
-def render_png(a: StudyAnalysis, title: str) -> dict[str, bytes]:
-    """Every figure as PNG bytes, by name (the keys of ``FIGURES``)."""
+def _label_placement(fig: Figure, a: StudyAnalysis, placement: dict[int, Placement]) -> None:
+    """Each rank tick also says its nodes × ranks per node ("4" over "2×2")."""
+    for ax in fig.axes:
+        ticks = list(ax.get_xticks())
+        # The rank axes are log2 with a tick per rank count; the phases' is one bar each.
+        ranks = ([int(t) for t in ticks] if ax.get_xscale() == "log"
+                 else [a.points[int(t)].ranks for t in ticks])
+        ax.set_xticks(ticks, [f"{r}\n{placement[r].short()}" if r in placement else str(r)
+                              for r in ranks])
+        ax.set_xlabel(f"{ax.get_xlabel()}; below: nodes × ranks per node, as recorded")
+
+
+def render_png(a: StudyAnalysis, title: str,
+               placement: dict[int, Placement] | None = None) -> dict[str, bytes]:
+    """Every figure as PNG bytes, by name (the keys of ``FIGURES``); ``placement`` (a node
+    ladder's) adds nodes × ranks per node under each rank tick."""
     out = {}
     for name, (build, _) in FIGURES.items():
+        fig = build(a, title)
+        if placement:
+            _label_placement(fig, a, placement)
         buf = io.BytesIO()
-        build(a, title).savefig(buf, format="png")
+        fig.savefig(buf, format="png")
         out[name] = buf.getvalue()
     return out

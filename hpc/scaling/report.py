@@ -15,6 +15,7 @@ from pathlib import Path
 from hpc.atomic import write_bytes
 from hpc.errors import UserError
 from hpc.scaling.analysis import StudyAnalysis
+from hpc.scaling.data import Placement
 from hpc.scaling.estimate import format_estimate, format_number
 
 FORMATS = {"html": ".html", "md": ".md"}
@@ -82,14 +83,25 @@ def _all_points(a: StudyAnalysis) -> list:
     return sorted([*a.points, *a.flagged_points], key=lambda pt: pt.ranks)
 
 
-def _points_table(a: StudyAnalysis) -> list[list[str]]:
+def _placement_cells(pt, placement: dict[int, Placement]) -> list[str]:
+    where = placement.get(pt.ranks)
+    if where is None:
+        return ["–", "–"]
+    return [where.label(), "intra-node" if where.intra_node else "inter-node"]
+
+
+def _points_table(a: StudyAnalysis, placement: dict[int, Placement] | None = None
+                  ) -> list[list[str]]:
     pts = _all_points(a)
     phases = sorted({n for pt in pts for n in pt.phases})
     ks = "Karp–Flatt e" if a.kind == "strong" else "α_e"
-    rows = [["ranks", "size", "repeats", "time (s)", "speedup", "efficiency", ks]
+    nodes = ["nodes × ranks", "placement"] if placement else []
+    rows = [["ranks", *nodes, "size", "repeats", "time (s)", "speedup", "efficiency", ks]
             + [f"{n} (s)" for n in phases] + ["outlier repeats (s)", "fitted"]]
     for pt in pts:
-        rows.append([str(pt.ranks), str(pt.size), str(pt.repeats), format_estimate(pt.time),
+        cells = _placement_cells(pt, placement) if placement else []
+        rows.append([str(pt.ranks), *cells, str(pt.size), str(pt.repeats),
+                     format_estimate(pt.time),
                      format_estimate(pt.speedup), format_estimate(pt.efficiency),
                      format_estimate(pt.karp_flatt) if pt.karp_flatt else "–"]
                     + [format_estimate(pt.phases[n]) if n in pt.phases else "–"
@@ -186,7 +198,25 @@ def _method(a: StudyAnalysis) -> list[str]:
     ]
 
 
-def build_blocks(a: StudyAnalysis, meta: dict, title: str) -> list[Block]:
+def _placement_note(a: StudyAnalysis, placement: dict[int, Placement]) -> Block:
+    """What separates the intra-node points from the inter-node ones, as recorded."""
+    ranks = [pt.ranks for pt in _all_points(a) if pt.ranks in placement]
+    intra = [r for r in ranks if placement[r].intra_node]
+    inter = [r for r in ranks if not placement[r].intra_node]
+
+    def names(group: list[int]) -> str:
+        return ", ".join(f"{r} ({placement[r].label()})" for r in group) or "none"
+
+    return Block("p", "Placement, from the hosts each point's ranks ran on (not the nodes "
+                 f"the study asked for): intra-node points (1 node): {names(intra)}; "
+                 f"inter-node points: {names(inter)}. Inter-node points exchange their "
+                 "messages over the interconnect, intra-node ones through shared memory: "
+                 "a step in efficiency where the points leave one node is the network's "
+                 "cost, not the program's serial fraction.")
+
+
+def build_blocks(a: StudyAnalysis, meta: dict, title: str,
+                 placement: dict[int, Placement] | None = None) -> list[Block]:
     from hpc.scaling.plots import FIGURES
 
     blocks = [Block("h1", f"Scaling report: {title}")]
@@ -196,7 +226,8 @@ def build_blocks(a: StudyAnalysis, meta: dict, title: str) -> list[Block]:
     blocks.append(Block("h2", "Plots"))
     blocks += [Block("figure", name, [caption]) for name, (_, caption) in FIGURES.items()]
     blocks += [Block("h2", "Points (95% intervals from the repeats)"),
-               Block("table", items=_points_table(a)), *_pop_blocks(a),
+               Block("table", items=_points_table(a, placement)),
+               *([_placement_note(a, placement)] if placement else []), *_pop_blocks(a),
                Block("h2", "Fitted models"), Block("table", items=_fits_table(a)),
                *_trend_blocks(a),
                Block("h2", "Predictions"), Block("table", items=_predictions_table(a)),
@@ -274,20 +305,23 @@ def report_path(out: Path, fmt: str) -> Path:
     return out / f"report{FORMATS[fmt]}" if out.is_dir() else out
 
 
-def write_report(analysis: StudyAnalysis, meta: dict, out: Path, fmt: str = "html") -> Path:
+def write_report(analysis: StudyAnalysis, meta: dict, out: Path, fmt: str = "html",
+                 placement: dict[int, Placement] | None = None) -> Path:
     """Write the report of ``analysis`` to ``out`` (a file, or a folder for report.html/.md).
 
     ``meta`` (study name, workload, backend, host, git, ...) is shown as given; its "study"
-    or "name" entry titles the report and the figures. HTML is one self-contained file;
-    Markdown writes ``<stem>-<figure>.png`` beside the ``.md``. Returns the report's path.
+    or "name" entry titles the report and the figures. ``placement`` (a node ladder's:
+    where each rank count's ranks ran) labels the points "N nodes × R ranks" and marks
+    them intra- or inter-node. HTML is one self-contained file; Markdown writes
+    ``<stem>-<figure>.png`` beside the ``.md``. Returns the report's path.
     """
     from hpc.scaling.plots import render_png
 
     path = report_path(out, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     title = str(meta.get("study") or meta.get("name") or "scaling study")
-    blocks = build_blocks(analysis, meta, title)
-    images = render_png(analysis, title)
+    blocks = build_blocks(analysis, meta, title, placement)
+    images = render_png(analysis, title, placement)
     if fmt == "html":
         write_bytes(path, _html(blocks, images).encode("utf-8"))
         return path

@@ -1,5 +1,6 @@
 """The Slurm resources of a study's points: the profile's, with the study's [resources],
-sized for each point (or, for a launcher whose runs share one allocation, the largest)."""
+sized exactly for each point (the slurm launcher makes one job array per distinct shape;
+submitit one job per point)."""
 
 from __future__ import annotations
 
@@ -54,15 +55,22 @@ def exact_allocation(spec: StudySpec, profile: Any, ranks: int, threads: int = 1
     return resources.updated(nodes=nodes, ntasks_per_node=ranks // nodes)
 
 
-def point_resources(spec: StudySpec, launcher: Any, profile: Any,
-                    points: list[Point]) -> list[Any]:
-    """One Resources per point: the largest point's for a launcher whose runs share one
-    allocation (a Slurm array), else exactly each point's."""
-    if launcher.name == "slurm":
-        shared = allocation(spec, profile, max(p.ranks for p in points),
-                            max(p.threads for p in points))
-        return [shared] * len(points)
-    return [exact_allocation(spec, profile, p.ranks, p.threads) for p in points]
+def node_allocation(spec: StudySpec, profile: Any, point: Point) -> Any:
+    """A node ladder's point: exactly its nodes, ranks_per_node tasks on each."""
+    return allocation(spec, profile, 1, point.threads).updated(
+        nodes=point.nodes, ntasks_per_node=spec.ranks_per_node)
+
+
+def _shape(spec: StudySpec, profile: Any, point: Point) -> Any:
+    if point.nodes is not None:
+        return node_allocation(spec, profile, point)
+    return exact_allocation(spec, profile, point.ranks, point.threads)
+
+
+def point_resources(spec: StudySpec, profile: Any, points: list[Point]) -> list[Any]:
+    """One Resources per point, exactly that point's ranks and threads (a node ladder's:
+    its nodes x ranks_per_node): no point holds the allocation of a larger one."""
+    return [_shape(spec, profile, p) for p in points]
 
 
 def allocation_memory(spec: StudySpec, points: list[Point]) -> tuple[int | None, str,
@@ -70,14 +78,9 @@ def allocation_memory(spec: StudySpec, points: list[Point]) -> tuple[int | None,
     """(bytes per node, how to name them, nodes per rank count) of the study's jobs; None
     bytes when [resources] (or the profile) asks for no mem."""
     profile = load_study_profile(spec)
-    if spec.launcher == "submitit":
-        shapes = {p.ranks: exact_allocation(spec, profile, p.ranks, p.threads) for p in points}
-    else:  # every array task has the largest point's shape; srun packs a point's ranks
-        largest = allocation(spec, profile, max(p.ranks for p in points),
-                             max(p.threads for p in points))
-        shapes = {p.ranks: largest for p in points}
+    shapes = {p.ranks: _shape(spec, profile, p) for p in points}
     mem = next(iter(shapes.values())).mem
-    nodes = {ranks: math.ceil(ranks / r.ntasks_per_node) for ranks, r in shapes.items()}
+    nodes = {ranks: r.nodes for ranks, r in shapes.items()}
     return (slurm_mem_bytes(mem) if mem else None), f"per node with [resources] mem = {mem}", \
         nodes
 

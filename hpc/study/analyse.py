@@ -19,10 +19,17 @@ from hpc.study.store import (
 
 def scaling_points(path: Path) -> tuple[StudySpec, list[Any], list[str]]:
     """The spec, one ScalingPoint per point that has a run, and notes on points without."""
-    from hpc.scaling import ScalingPoint
+    spec, points, notes, _ = _measured(path)
+    return spec, points, notes
+
+
+def _measured(path: Path) -> tuple[StudySpec, list[Any], list[str], dict[int, Any]]:
+    """scaling_points, and for a node ladder where each point's ranks ran (hpc.scaling.
+    Placement), by its rank count as the analysis counts them; {} for a ladder of ranks."""
+    from hpc.scaling import Placement, ScalingPoint
 
     spec = read_study_spec(path)
-    points, notes = [], []
+    points, notes, placed = [], [], {}
     for group in runs_by_point(path, spec, plan_study(spec)):
         point = group.point
         if not group.runs:
@@ -38,7 +45,10 @@ def scaling_points(path: Path) -> tuple[StudySpec, list[Any], list[str]]:
                                    rank_compute=rank_phase(run, "compute"),
                                    conditions=conditions(machine),
                                    cores=machine.get("cores_available")))
-    return spec, points, notes
+        hosts = run.get("provenance", {}).get("hostnames")
+        if spec.nodes and hosts:  # the recorded hosts, not the nodes the study asked for
+            placed[point.cores] = Placement.from_hosts(list(hosts))
+    return spec, points, notes, placed
 
 
 def report_meta(spec: StudySpec, path: Path, notes: list[str]) -> dict[str, str]:
@@ -71,16 +81,23 @@ def report_meta(spec: StudySpec, path: Path, notes: list[str]) -> dict[str, str]
 
 
 def analyse_study_file(path: Path, store: bool = False, include_oversubscribed: bool = False
-                       ) -> tuple[StudySpec, Any, dict[str, str]]:
-    """Analyse a study file; returns (spec, analysis, meta). The file is only read, unless
-    ``store`` caches the analysis in it (for the study's own run, or when asked).
+                       ) -> tuple[StudySpec, Any, dict[str, str], dict[int, Any]]:
+    """Analyse a study file; returns (spec, analysis, meta, placements: where a node
+    ladder's points ran, see ``_measured``). The file is only read, unless ``store``
+    caches the analysis in it (for the study's own run, or when asked).
 
     Points measured oversubscribed or contended are kept out of the fits unless
     ``include_oversubscribed``."""
     from hpc.scaling import analyse
 
-    spec, points, notes = scaling_points(path)
+    spec, points, notes, placed = _measured(path)
     analysis = analyse(spec.kind, points, include_flagged=include_oversubscribed)
     if store:
         write_analysis(path, analysis.to_dict())
-    return spec, analysis, report_meta(spec, path, notes)
+    meta = report_meta(spec, path, notes)
+    moved = [f"{p.ranks} ranks asked for {p.nodes} node{'s' if p.nodes > 1 else ''}, ran "
+             f"on {placed[p.cores].nodes}" for p in plan_study(spec)
+             if p.cores in placed and placed[p.cores].nodes != p.nodes]
+    if moved:  # e.g. srun spread a small point over a larger shared allocation
+        meta["nodes not as asked"] = "; ".join(moved)
+    return spec, analysis, meta, placed

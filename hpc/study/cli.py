@@ -165,9 +165,10 @@ def _report(path: Path, fmt: str, out: Path | None, include: bool = False,
 
     target = out or path.with_suffix(f".{fmt}")
     _check_report_target(target, given=out is not None)  # before the work, not after
-    spec, analysis, meta = analyse_study_file(path, store=store, include_oversubscribed=include)
+    spec, analysis, meta, placed = analyse_study_file(path, store=store,
+                                                      include_oversubscribed=include)
     try:
-        written = write_report(analysis, meta, target, fmt)
+        written = write_report(analysis, meta, target, fmt, placed)
     except OSError as exc:
         raise UserError(f"cannot write the report {target}: {exc.strerror or exc}") from None
     print(analysis_summary(spec, analysis))

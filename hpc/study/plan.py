@@ -26,6 +26,7 @@ class Point:
     params: dict[str, Any]     # the workload's full parameters (empty for a command)
     work: float                # relative total work, for progress estimates
     threads: int = 1           # OpenMP threads per rank ([command] studies)
+    nodes: int | None = None   # a node ladder's nodes (None: the study climbs ranks)
 
     @property
     def cores(self) -> int:
@@ -38,7 +39,8 @@ class Point:
 
     def describe(self, size_name: str = "size") -> str:
         threads = f" threads={self.threads}" if self.threads > 1 else ""
-        return f"ranks={self.ranks}{threads} {size_name}={self.size}"
+        nodes = f"nodes={self.nodes} " if self.nodes is not None else ""
+        return f"{nodes}ranks={self.ranks}{threads} {size_name}={self.size}"
 
 
 def _grown(base: int, factor: float, exponent: float) -> int:
@@ -61,7 +63,8 @@ def plan_study(spec: StudySpec) -> list[Point]:
             except UserError as exc:
                 raise UserError(f"{spec.source}: the point with {ranks} ranks "
                                 f"({cls.size_param}={size}) is impossible: {exc}") from None
-            points.append(Point(i, ranks, size, params, cls.work(params)))
+            points.append(Point(i, ranks, size, params, cls.work(params),
+                                nodes=_nodes(spec, i)))
         return points
     command = spec.command
     base = spec.size if spec.size is not None else 1
@@ -75,8 +78,13 @@ def plan_study(spec: StudySpec) -> list[Point]:
             raise UserError(f"{spec.source}: the point with {ranks} ranks would need size "
                             f"{size:.3g}, beyond the 64-bit integers; lower the ladder or "
                             "raise work_exponent")
-        points.append(Point(i, ranks, size, {}, float(size) ** exponent, threads))
+        points.append(Point(i, ranks, size, {}, float(size) ** exponent, threads,
+                            nodes=_nodes(spec, spec.ranks.index(ranks))))
     return points
+
+
+def _nodes(spec: StudySpec, rung: int) -> int | None:
+    return spec.nodes[rung] if spec.nodes else None
 
 
 def size_name(spec: StudySpec) -> str:
@@ -89,9 +97,11 @@ def format_plan(spec: StudySpec, points: list[Point]) -> str:
     lines = [f"study {spec.name}: {spec.kind} scaling of {spec.subject} "
              f"[{spec.backend if spec.workload else 'external'}], {len(points)} points, "
              f"{spec.repeats} repeats + {spec.warmup} warm-up each, launcher {spec.launcher}",
-             f"{'point':>5} {'ranks':>6} {'threads':>7} {name:>12} {'work/core':>10}"]
+             f"{'point':>5}{' nodes' if spec.nodes else ''} {'ranks':>6} {'threads':>7} "
+             f"{name:>12} {'work/core':>10}"]
     base = points[0].work_per_rank
     for p in points:
-        lines.append(f"{p.index:>5} {p.ranks:>6} {p.threads:>7} {p.size:>12} "
+        nodes = f" {p.nodes:>5}" if spec.nodes else ""
+        lines.append(f"{p.index:>5}{nodes} {p.ranks:>6} {p.threads:>7} {p.size:>12} "
                      f"{p.work_per_rank / base:>10.3f}")
     return "\n".join(lines)

@@ -5,9 +5,9 @@ Each point becomes one ``Run``: a built-in workload's ``hpc run`` on the point's
 or, for a [command] study, ``hpc study point FILE INDEX``, a driver that runs the
 program's warm-ups and repeats and starts its ranks with the launcher's ``{mpirun}``.
 A sequential launcher (local) runs the points one by one with progress; the others
-start them all. The slurm launcher shares one allocation, sized for the largest point,
-between the tasks of one array and adds a job that writes the report after them; with
-the others the study waits for every point and then reports itself.
+start them all. The slurm launcher gives every point exactly its own allocation (one job
+array per allocation shape) and adds a job that writes the report after all of them;
+with the others the study waits for every point and then reports itself.
 """
 
 from __future__ import annotations
@@ -48,14 +48,18 @@ def pending_points(spec: StudySpec, points: list[Point], out: Path) -> list[Poin
 def point_run(spec: StudySpec, point: Point, out: Path) -> Run:
     """The one description of a point, whatever launcher runs it."""
     name = f"{spec.name}-{point.ranks}" + (f"x{point.threads}" if point.threads > 1 else "")
+    if point.nodes is not None:
+        name = f"{spec.name}-{point.nodes}n{point.ranks}"
     if spec.workload is None:
         # The driver keeps the point's timeout itself; this is the backstop (its patterns
         # may take up to REGEX_TIMEOUT beyond it).
         return Run(name, point.ranks, driver=("study", "point", str(out), str(point.index)),
-                   threads=point.threads, timeout=spec.timeout + DRIVER_GRACE)
+                   threads=point.threads, timeout=spec.timeout + DRIVER_GRACE,
+                   nodes=point.nodes)
     run = RunSpec(workload=spec.workload, backend=spec.backend, params=point.params,
                   repeats=spec.repeats, warmup=spec.warmup, out=out, quiet=True)
-    return Run(name, point.ranks, spec=run, threads=spec.threads[0], timeout=spec.timeout)
+    return Run(name, point.ranks, spec=run, threads=spec.threads[0], timeout=spec.timeout,
+               nodes=point.nodes)
 
 
 def _study_options(spec: StudySpec, launcher: Any, out: Path) -> Any:
@@ -79,12 +83,13 @@ def describe_study(spec: StudySpec, points: list[Point], out: Path) -> str:
     out = out.resolve()
     launcher_class = get_launcher(spec.launcher)
     runs = [point_run(spec, p, out) for p in points]
+    launcher_class.check_runs(runs)
     if launcher_class.sequential:  # this machine: no profile, no Slurm resources
         launcher, resources = launcher_class(), [None] * len(points)
     else:
         profile = load_study_profile(spec)
         launcher = launcher_class(profile, None)
-        resources = point_resources(spec, launcher, profile, points)
+        resources = point_resources(spec, profile, points)
     lines = []
     if spec.command is not None:
         import shlex
@@ -115,6 +120,7 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
 
     out = out.resolve()
     launcher_class = get_launcher(spec.launcher)
+    launcher_class.check_runs([point_run(spec, p, out) for p in points])
     open_study_file(out, spec, restart=restart)
     if rerun:
         marked = supersede(out, spec, rerun)
@@ -133,17 +139,21 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
         return stopped if stopped in (NO_SPACE, TERMINATED, INTERRUPTED) else int(bool(failures))
     profile = load_study_profile(spec)
     launcher = launcher_class(profile, jobs_dir)
-    resources = point_resources(spec, launcher, profile, todo)
+    resources = point_resources(spec, profile, todo)
     if "after_all" in launcher.supports:
         launched = launcher.start(runs, resources, _study_options(spec, launcher, out))
         *points_jobs, report = launched
-        ids = sorted({j.extra.get("array_id", j.job_id) for j in points_jobs})
-        names = ", ".join(f"{i}: {p.describe(size_name(spec))}" for i, p in enumerate(todo))
-        print(f"submitted study {spec.name}: array job {', '.join(ids)} ({len(todo)} "
-              f"points; {names}), report job {report.job_id} after it\n"
-              f"  study file {out}\n  job folders {points_jobs[0].folder} and "
-              f"{report.folder}\n  follow with: hpc status {' '.join(ids)} {report.job_id}",
-              flush=True)
+        ids = list(dict.fromkeys(j.extra.get("array_id", j.job_id) for j in points_jobs))
+        arrays = "; ".join(
+            f"{array_id}: " + ", ".join(p.describe(size_name(spec)) for p, j
+                                        in zip(todo, points_jobs, strict=True)
+                                        if j.extra.get("array_id", j.job_id) == array_id)
+            for array_id in ids)
+        folders = " ".join(dict.fromkeys(str(j.folder) for j in points_jobs))
+        print(f"submitted study {spec.name}: {len(ids)} array job(s), one per allocation "
+              f"shape ({len(todo)} points; {arrays}), report job {report.job_id} after "
+              f"them\n  study file {out}\n  job folders {folders} {report.folder}\n"
+              f"  follow with: hpc status {' '.join(ids)} {report.job_id}", flush=True)
         if not wait:
             return 0
         return _wait_all(launcher, launched, wait_timeout, out)
@@ -194,8 +204,7 @@ def _warn_mpi(spec: StudySpec, launcher_class: Any, points: list[Point]) -> None
     else:
         profile = load_study_profile(spec)
         launcher = launcher_class(profile, None)
-        options = launcher.starter_options(point_resources(spec, launcher, profile,
-                                                           points)[0])
+        options = launcher.starter_options(point_resources(spec, profile, points)[0])
     warning = mpi_warning_before(spec, options)
     if warning:
         print(f"hpc: warning: {warning}", file=sys.stderr, flush=True)

@@ -10,6 +10,8 @@ weak-scaling growth is always applied to the size parameter the workload declare
     workload = "heat2d"
     kind = "weak"
     ranks = { from = 1, to = 16 }   # powers of two; or a list [1, 2, 4]; or add step = 1
+    # or, as cluster users climb: nodes = { from = 1, to = 4 } with ranks_per_node = 2
+    # (a point's ranks = nodes x ranks_per_node; the analysis still runs over ranks)
     size = 512                      # the size at the smallest rank count
     [params]                        # the workload's other options
     steps = 100
@@ -31,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from hpc.errors import UserError
-from hpc.limits import INT64_MAX, MAX_POINTS, MAX_RANKS, MAX_REPEATS, check_seconds
+from hpc.limits import (
+    INT64_MAX,
+    MAX_NODES,
+    MAX_POINTS,
+    MAX_RANKS,
+    MAX_REPEATS,
+    MAX_TASKS_PER_NODE,
+    check_seconds,
+)
 from hpc.study.formula import check_formula
 from hpc.workloads import WORKLOADS
 
@@ -99,6 +109,10 @@ class StudySpec:
     source: str = ""                      # the file it came from
     # Analysis only: fit points measured oversubscribed or contended too (hpc.machine).
     include_oversubscribed: bool = False
+    # A node ladder: the nodes of each point, ranks[i] = nodes[i] x ranks_per_node;
+    # () when the study climbs ranks.
+    nodes: tuple[int, ...] = ()
+    ranks_per_node: int | None = None
 
     @property
     def subject(self) -> str:
@@ -129,6 +143,10 @@ class StudySpec:
                                    if k != "argv" and v not in (None, "", [], {})}}
         if "checks" in table:
             table["check"] = table.pop("checks")
+        if table.get("nodes"):  # the ranks follow from the nodes
+            table.pop("ranks", None)
+        else:
+            table.pop("nodes", None)
         spec = parse_study(table, where, stored=True)
         return _replace(spec, source=source)
 
@@ -146,7 +164,7 @@ _TOP_KEYS = {
     "backend": str, "ranks": (list, dict), "size": int, "params": dict, "repeats": int,
     "warmup": int, "launcher": str, "timeout": (int, float), "resources": dict,
     "profile": str, "array_throttle": int, "threads": (int, list), "env": dict, "check": dict,
-    "include_oversubscribed": bool,
+    "include_oversubscribed": bool, "nodes": (list, dict), "ranks_per_node": int,
 }
 _COMMAND_KEYS = {"run": str, "time": str, "time_regex": str, "time_json_key": str,
                  "work_exponent": (int, float), "derived": dict, "inputs": list,
@@ -190,26 +208,29 @@ def _check_keys(where: str, table: dict[str, Any], schema: dict[str, Any]) -> No
                             f"got {value!r}")
 
 
-def expand_ladder(value: list[Any] | dict[str, Any], where: str) -> tuple[int, ...]:
-    """A rank ladder from a list, or from {from, to} (powers of two) or {from, to, step}."""
+def expand_ladder(value: list[Any] | dict[str, Any], where: str,
+                  key: str = "ranks") -> tuple[int, ...]:
+    """A ladder of ``key`` (ranks or nodes) from a list, or from {from, to} (powers of
+    two) or {from, to, step}."""
+    noun, cap = ("rank", MAX_RANKS) if key == "ranks" else ("node", MAX_NODES)
     if isinstance(value, list):
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise UserError(f"{where}: ranks must be whole numbers, got {value!r}")
+            raise UserError(f"{where}: {key} must be whole numbers, got {value!r}")
         if len(value) > MAX_POINTS:
-            raise UserError(f"{where}: {len(value)} rank counts; a study has at most "
+            raise UserError(f"{where}: {len(value)} {noun} counts; a study has at most "
                             f"{MAX_POINTS} points")
         ladder = list(value)
     else:
-        _check_keys(f"{where}: ranks", value, _LADDER_KEYS)
+        _check_keys(f"{where}: {key}", value, _LADDER_KEYS)
         if "from" not in value or "to" not in value:
-            raise UserError(f"{where}: ranks needs both 'from' and 'to', e.g. "
-                            "ranks = {from = 1, to = 16}")
+            raise UserError(f"{where}: {key} needs both 'from' and 'to', e.g. "
+                            f"{key} = {{from = 1, to = 16}}")
         start, stop, step = value["from"], value["to"], value.get("step")
         if start < 1 or stop < start:
-            raise UserError(f"{where}: ranks from {start} to {stop} is empty; "
+            raise UserError(f"{where}: {key} from {start} to {stop} is empty; "
                             "need 1 <= from <= to")
-        if stop > MAX_RANKS:
-            raise UserError(f"{where}: ranks to {stop} is beyond {MAX_RANKS}")
+        if stop > cap:
+            raise UserError(f"{where}: {key} to {stop} is beyond {cap}")
         if step is None:
             ladder = []
             p = start
@@ -217,23 +238,43 @@ def expand_ladder(value: list[Any] | dict[str, Any], where: str) -> tuple[int, .
                 ladder.append(p)
                 p *= 2
         elif step < 1:
-            raise UserError(f"{where}: ranks step must be at least 1, got {step}")
+            raise UserError(f"{where}: {key} step must be at least 1, got {step}")
         elif (stop - start) // step + 1 > MAX_POINTS:
-            raise UserError(f"{where}: ranks from {start} to {stop} step {step} gives more "
+            raise UserError(f"{where}: {key} from {start} to {stop} step {step} gives more "
                             f"than {MAX_POINTS} points; use a larger step or a list")
         else:
             ladder = list(range(start, stop + 1, step))
     if not ladder:
-        raise UserError(f"{where}: the rank ladder is empty; give at least two rank counts, "
-                        "e.g. ranks = [1, 2, 4]")
+        raise UserError(f"{where}: the {noun} ladder is empty; give at least two {noun} "
+                        f"counts, e.g. {key} = [1, 2, 4]")
     if any(p < 1 for p in ladder):
-        raise UserError(f"{where}: rank counts must be positive, got {ladder}")
-    if max(ladder) > MAX_RANKS:
-        raise UserError(f"{where}: rank count {max(ladder)} is beyond {MAX_RANKS}")
+        raise UserError(f"{where}: {noun} counts must be positive, got {ladder}")
+    if max(ladder) > cap:
+        raise UserError(f"{where}: {noun} count {max(ladder)} is beyond {cap}")
     if len(set(ladder)) != len(ladder):
-        raise UserError(f"{where}: rank counts repeat in {ladder}; list each once "
+        raise UserError(f"{where}: {noun} counts repeat in {ladder}; list each once "
                         "(repeats = N repeats a point)")
     return tuple(sorted(ladder))
+
+
+def _node_ladder(data: dict[str, Any], where: str) -> tuple[tuple[int, ...], int]:
+    """(nodes, ranks_per_node) of a study that climbs nodes; each point's ranks are
+    nodes x ranks_per_node."""
+    if "ranks" in data:
+        raise UserError(f"{where}: give ranks or nodes, not both (with nodes, each point's "
+                        "ranks are nodes x ranks_per_node)")
+    if "ranks_per_node" not in data:
+        raise UserError(f"{where}: nodes needs ranks_per_node, e.g. nodes = {{from = 1, "
+                        "to = 4}} with ranks_per_node = 2")
+    nodes = expand_ladder(data["nodes"], where, "nodes")
+    per_node = data["ranks_per_node"]
+    if not 1 <= per_node <= MAX_TASKS_PER_NODE:
+        raise UserError(f"{where}: ranks_per_node must be from 1 to {MAX_TASKS_PER_NODE}, "
+                        f"got {per_node}")
+    if max(nodes) * per_node > MAX_RANKS:
+        raise UserError(f"{where}: {max(nodes)} nodes x {per_node} ranks_per_node is "
+                        f"beyond {MAX_RANKS} ranks")
+    return nodes, per_node
 
 
 def _regex(text: str, where: str, groups: int = 0) -> str:
@@ -425,10 +466,19 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
     if ("workload" in data) == ("command" in data):
         raise UserError(f"{where}: give either workload = \"NAME\" (one of "
                         f"{', '.join(WORKLOADS)}) or a [command] table, exactly one")
-    if "ranks" not in data:
+    nodes, per_node = (), None
+    if "nodes" in data:
+        nodes, per_node = _node_ladder(data, where)
+        ladder = tuple(n * per_node for n in nodes)
+    elif "ranks_per_node" in data:
+        raise UserError(f"{where}: ranks_per_node goes with a node ladder (nodes = ...); "
+                        "with ranks, set [resources] ntasks_per_node instead")
+    elif "ranks" not in data:
         raise UserError(f"{where}: ranks is missing; e.g. ranks = [1, 2, 4] or "
-                        "ranks = {from = 1, to = 16}")
-    ladder = expand_ladder(data["ranks"], where)
+                        "ranks = {from = 1, to = 16} (or nodes = {from = 1, to = 4} with "
+                        "ranks_per_node = 2)")
+    else:
+        ladder = expand_ladder(data["ranks"], where)
     threads = _threads(data.get("threads", 1), where)
     if len(ladder) * len(threads) < 2:
         raise UserError(f"{where}: a scaling study needs at least two rank counts (or two "
@@ -476,6 +526,10 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
         # Whole numbers as Resources read them ("4" -> 4): the launchers size with them.
         resources = {k: getattr(checked, k) if isinstance(getattr(checked, k), int) else v
                      for k, v in resources.items()}
+    fixed = sorted({"nodes", "ntasks_per_node"} & set(resources)) if nodes else []
+    if fixed:
+        raise UserError(f"{where}: [resources] {', '.join(fixed)}: a node ladder sets each "
+                        "point's nodes and ntasks_per_node itself (nodes, ranks_per_node)")
     name = data.get("name", default_name)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
         raise UserError(f"{where}: name {name!r} must be 1-64 letters, digits, '.', '_' or "
@@ -526,7 +580,8 @@ def parse_study(data: dict[str, Any], where: str, default_name: str = "study",
         timeout=timeout, description=data.get("description", ""),
         resources=resources, profile=data.get("profile"), array_throttle=throttle,
         threads=threads, env=env, checks=checks, source=where,
-        include_oversubscribed=data.get("include_oversubscribed", False))
+        include_oversubscribed=data.get("include_oversubscribed", False),
+        nodes=nodes, ranks_per_node=per_node)
 
 
 def _refuse_nul(value: Any, where: str) -> None:

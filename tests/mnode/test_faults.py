@@ -208,13 +208,17 @@ def test_study_point_whose_node_dies_fails_alone_and_reruns_alone(mnode_env, tmp
                               stderr=subprocess.PIPE, text=True)
     try:
         with node_restored("node2", env):
-            # The points run one at a time, 1, 2 then 4 ranks: cut node2 under the last.
+            # The points run one at a time (array_throttle = 1 chains their arrays), 1, 2
+            # then 4 ranks, each in its own allocation: cut node2 under the last, the only
+            # one on two nodes.
             def last_point_running() -> bool:
                 assert runner.poll() is None, runner.communicate()
-                lines = slurm("squeue", "-h", "-t", "RUNNING", "-o", "%i", env=env).split()
+                # Only this study's jobs: another job on two nodes is not ours to cut.
+                lines = slurm("squeue", "-h", "-t", "RUNNING", "--name=nodes-fault", "-o",
+                              "%i %D", env=env).splitlines()
                 # Its ranks started on node2: a cut before that is a failed launch
                 # (FAILED 105), not a node failure under a running point.
-                return any(line.endswith("_2") for line in lines) and bool(
+                return any(line.split()[1:] == ["2"] for line in lines) and bool(
                     leftover_ranks("node2"))
 
             wait_until("the 4-rank point running", last_point_running, 180)
@@ -224,8 +228,9 @@ def test_study_point_whose_node_dies_fails_alone_and_reruns_alone(mnode_env, tmp
         runner.kill()
         subprocess.run(["scancel", "--name=nodes-fault"], env=env, timeout=60, check=False)
     assert runner.returncode != 0, stdout + stderr
-    assert re.search(r"job \d+_2: NODE_FAIL", stdout), stdout + stderr
-    assert re.search(r"job \d+_[01]: COMPLETED", stdout), stdout + stderr
+    # One array per point (each its own allocation shape), so each point is task 0.
+    assert len(re.findall(r"job \d+_0: NODE_FAIL", stdout)) == 1, stdout + stderr
+    assert len(re.findall(r"job \d+_0: COMPLETED", stdout)) == 2, stdout + stderr
     assert sorted(r["ranks"] for r in read_runs(out)) == [1, 2]
     wait_until("node2 back in service", lambda: node_state("node2", env) == "idle", 60)
 
@@ -235,7 +240,9 @@ def test_study_point_whose_node_dies_fails_alone_and_reruns_alone(mnode_env, tmp
     runs = read_runs(out)
     assert sorted(r["ranks"] for r in runs) == [1, 2, 4]
     [last] = [r for r in runs if r["ranks"] == 4]
-    assert last["nodes"] == 2 and last["provenance"]["slurm"]["SLURM_ARRAY_TASK_ID"] == "0"
+    # The one missing point reran alone: a plain job of its own (one run is one job).
+    assert last["nodes"] == 2 and last["provenance"]["slurm"]["SLURM_JOB_ID"]
+    assert "SLURM_ARRAY_TASK_ID" not in last["provenance"]["slurm"]
 
 
 def test_more_nodes_than_the_cluster_has_is_refused(mnode_env, tmp_path):

@@ -61,7 +61,7 @@ def test_sbatch_run_on_two_nodes_equals_one_rank(mnode_env, tmp_path, workload):
 def test_submitit_run_on_two_nodes_equals_one_rank(mnode_env, tmp_path):
     args = CASES["heat2d"][0]
     out = tmp_path / "two-nodes.h5"
-    proc = run_hpc("submit", "heat2d", *args, *TWO_NODES, "--engine", "submitit",
+    proc = run_hpc("submit", "heat2d", *args, *TWO_NODES, "--launcher", "submitit",
                    "--repeats", "1", "--warmup", "0", "--out", str(out), "--jobs-dir",
                    str(tmp_path / "jobs"), "--wait", "--wait-timeout", "150", env=mnode_env)
     assert_ok(proc)

@@ -45,14 +45,14 @@ def test_rendered_srun_step_ends_when_a_rank_exits_before_mpi_init(slurm_env, tm
     assert "exiting before MPI_Init" in (tmp_path / f"slurm-{job}.err").read_text()
 
 
-@pytest.mark.parametrize("engine", ["sbatch", "submitit"])
-def test_hpc_wait_reports_a_rank_that_failed_in_start_up(slurm_env, tmp_path, engine):
+@pytest.mark.parametrize("launcher", ["slurm", "submitit"])
+def test_hpc_wait_reports_a_rank_that_failed_in_start_up(slurm_env, tmp_path, launcher):
     jobs = tmp_path / "jobs"
     start = time.monotonic()
     proc = run_hpc("submit", "heat2d", "--size", "48", "--steps", "20", "--nodes", "1",
                    "--ntasks-per-node", "2", "--time", TIME_LIMIT, "--out",
                    str(tmp_path / "r.h5"), "--env", "HPC_FAIL_BEFORE_INIT_RANK=1",
-                   "--engine", engine, "--jobs-dir", str(jobs), env=slurm_env, timeout=60)
+                   "--launcher", launcher, "--jobs-dir", str(jobs), env=slurm_env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     job = proc.stdout.split("submitted job ")[1].split()[0]
     try:

@@ -1,5 +1,6 @@
-"""Scaling studies on the real local Slurm: one job array plus a dependent report job,
-and submitit with every task an MPI rank; your own MPI application on both."""
+"""Scaling studies on the real local Slurm: one job array per allocation shape plus a
+report job depending on all of them, and submitit with every task an MPI rank; your own
+MPI application on both."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from hpc.records import read_runs
 from hpc.study.store import read_analysis
 from tests.conftest import assert_ok, run_hpc
 from tests.mpi_app import build
+from tests.slurm.jobs import sacct
 from tests.test_command_study import write_study
 
 pytestmark = pytest.mark.slurm
@@ -32,23 +34,38 @@ STUDY = """
     """
 
 
-def test_study_as_a_job_array_with_a_report_job(slurm_env, tmp_path):
+def test_study_as_job_arrays_each_point_its_allocation_and_a_report_job(slurm_env,
+                                                                        tmp_path):
     study = tmp_path / "study.toml"
     study.write_text(textwrap.dedent(STUDY))
-    out = tmp_path / "study.h5"
+    out, jobs = tmp_path / "study.h5", tmp_path / "jobs"
     proc = run_hpc("study", "run", str(study), "--launcher", "slurm", "--out", str(out),
-                   "--wait", "--jobs-dir", str(tmp_path / "jobs"), env=slurm_env,
-                   timeout=600)
+                   "--wait", "--jobs-dir", str(jobs), env=slurm_env, timeout=600)
     assert_ok(proc)
-    assert "array job" in proc.stdout and "report job" in proc.stdout
+    assert "3 array job(s), one per allocation shape" in proc.stdout
+    assert "report job" in proc.stdout
     runs = read_runs(out)
     assert sorted((r["ranks"], r["size"]) for r in runs) == [(1, 96), (2, 136), (4, 192)]
     assert all(r["verified"] for r in runs)
-    # Every point ran as a task of one array, under srun with its own rank count.
-    arrays = {r["provenance"]["slurm"]["SLURM_ARRAY_JOB_ID"] for r in runs}
-    assert len(arrays) == 1
-    assert sorted(r["provenance"]["slurm"]["SLURM_ARRAY_TASK_ID"] for r in runs) == \
-        ["0", "1", "2"]
+    # Every point ran as the task of its own array, under srun with its own rank count,
+    # in an allocation of exactly its ranks (Slurm sizes an array's tasks alike).
+    arrays = {r["ranks"]: r["provenance"]["slurm"]["SLURM_ARRAY_JOB_ID"] for r in runs}
+    assert len(set(arrays.values())) == 3
+    assert {r["provenance"]["slurm"]["SLURM_ARRAY_TASK_ID"] for r in runs} == {"0"}
+    for ranks, array_id in arrays.items():
+        assert [row[3] for row in sacct(array_id, slurm_env, "-X", "-o", "AllocCPUS")] \
+            == [str(ranks)], (ranks, array_id)
+    # job.json for every job: hpc status sees three array tasks and the report job,
+    # which waited for all three arrays.
+    records = [json.loads(f.read_text()) for f in jobs.glob("*/job.json")]
+    report = next(r for r in records if r["job_name"].endswith("-report"))
+    assert sorted(report["dependency"].split(":")[1:]) == sorted(arrays.values())
+    # array_throttle = 2 across the arrays: the third waited for the first to end.
+    after = {r["job_id"]: r["dependency"] for r in records if r is not report}
+    assert after == {arrays[1]: None, arrays[2]: None, arrays[4]: f"afterany:{arrays[1]}"}
+    status = run_hpc("status", "--json", "--jobs-dir", str(jobs), env=slurm_env)
+    assert_ok(status)
+    assert len(json.loads(status.stdout)) == 4
     # The dependent job analysed the file and wrote the report.
     assert read_analysis(out)["kind"] == "weak"
     assert "data:image/png;base64," in (tmp_path / "study.html").read_text()
