@@ -347,6 +347,7 @@ def test_the_local_launcher_refuses_a_multi_node_point_before_anything_runs(tmp_
     proc = run_hpc("study", "run", "heat2d-nodes", "--launcher", "local", "--out", str(out))
     assert_clean_error(proc, "a point on 2 and 4 nodes cannot run here",
                        "run it with --launcher slurm or submitit")
+    assert "heat2d-nodes.toml: " in proc.stderr  # the file it came from is named
     assert not out.exists()
 
 

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from hpc.atomic import folder_lock
-from hpc.errors import BAD_INPUT, INTERRUPTED, NO_SPACE, NOT_VERIFIED, TERMINATED, TIMED_OUT
+from hpc.errors import (
+    BAD_INPUT,
+    INTERRUPTED,
+    NO_SPACE,
+    NOT_VERIFIED,
+    TERMINATED,
+    TIMED_OUT,
+    UserError,
+)
 from hpc.runs import Run, RunSpec
 from hpc.study.allocation import load_study_profile, point_resources
 from hpc.study.plan import Point, size_name
@@ -75,6 +83,14 @@ def _study_options(spec: StudySpec, launcher: Any, out: Path) -> Any:
     return JobOptions(throttle=spec.array_throttle, after_all=report)
 
 
+def _check_runs(spec: StudySpec, launcher_class: Any, runs: list[Any]) -> None:
+    """The launcher's refusal of a point, naming the study file it came from."""
+    try:
+        launcher_class.check_runs(runs)
+    except UserError as exc:
+        raise UserError(f"{spec.source}: {exc}") from None
+
+
 def describe_study(spec: StudySpec, points: list[Point], out: Path) -> str:
     """--dry-run: each point's exact program line (a [command] study's, with {mpirun}
     filled in as the launcher will), then what the launcher would submit or run."""
@@ -83,7 +99,7 @@ def describe_study(spec: StudySpec, points: list[Point], out: Path) -> str:
     out = out.resolve()
     launcher_class = get_launcher(spec.launcher)
     runs = [point_run(spec, p, out) for p in points]
-    launcher_class.check_runs(runs)
+    _check_runs(spec, launcher_class, runs)
     if launcher_class.sequential:  # this machine: no profile, no Slurm resources
         launcher, resources = launcher_class(), [None] * len(points)
     else:
@@ -120,7 +136,7 @@ def run_study(spec: StudySpec, points: list[Point], out: Path, restart: bool = F
 
     out = out.resolve()
     launcher_class = get_launcher(spec.launcher)
-    launcher_class.check_runs([point_run(spec, p, out) for p in points])
+    _check_runs(spec, launcher_class, [point_run(spec, p, out) for p in points])
     open_study_file(out, spec, restart=restart)
     if rerun:
         marked = supersede(out, spec, rerun)
