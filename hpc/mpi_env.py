@@ -76,11 +76,11 @@ def mpiexec_flavor(mpiexec: str) -> str:
             return kept
     flavor = _detect_flavor(mpiexec)
     if cache is not None and flavor != "unknown":  # unknown may be a timeout: ask again
-        with contextlib.suppress(OSError):  # a cache that cannot be written is no error
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-            tmp.write_text(flavor)
-            os.replace(tmp, cache)
+        from hpc.atomic import write_bytes
+        from hpc.errors import NoSpace
+
+        with contextlib.suppress(OSError, NoSpace):  # a cache it cannot write is no error
+            write_bytes(cache, flavor.encode())
     return flavor
 
 
