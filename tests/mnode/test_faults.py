@@ -149,8 +149,10 @@ def test_node_failure_mid_run_is_reported_and_the_node_comes_back(mnode_env, tmp
 def test_preempted_checkpointing_run_resumes_bit_for_bit(mnode_env, tmp_path):
     env = mnode_env
     out, ckpt = tmp_path / "runs.h5", tmp_path / "heat.ckpt.h5"
-    # ~1 ms a step on 4 ranks over TCP (on 1 rank 30000 steps take under a second)
-    run = ("--size", "192", "--steps", "30000", "--repeats", "1", "--warmup", "0")
+    # 0.3-1 ms a step on 4 ranks over TCP, so 30-100 s in all: long enough to be running
+    # when the urgent job comes (30000 steps once ended first on an idle machine), short
+    # enough to finish after the resume (on 1 rank these steps take a few seconds)
+    run = ("--size", "192", "--steps", "100000", "--repeats", "1", "--warmup", "0")
     with submitted(tmp_path, env, *run, "--out", str(out), "--checkpoint", str(ckpt)) as job:
         waiter = hpc_wait(job, tmp_path, env, timeout=240)
         wait_until("ranks started on node2", lambda: bool(leftover_ranks("node2")), 60)
