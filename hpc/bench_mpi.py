@@ -5,11 +5,12 @@ Run on ranks (``python -m hpc.bench_mpi`` under mpiexec; :func:`mpi_section` sta
 * ping-pong between ranks 0 and 1 over message sizes: one-way time (half a round trip)
   and bandwidth;
 * Allreduce latency of one double over all ranks;
-* heat2d's halo exchange time per step, exchanged first with blocking Sendrecv
-  (``overlap=0``) and overlapped with the interior update (``overlap=1``), against the
-  yardstick of a ping-pong of the same messages: the sum of the one-way times of the
-  messages a rank sends per step (a bidirectional exchange of them all at once can only
-  be faster). The samples of the three alternate, so all see the same machine load.
+* heat2d's halo exchange time per step, in each of its ways (``--exchange``): blocking
+  Sendrecv first, messages overlapped with the inside's update, and (ranks on one node)
+  the shared-memory grid, against the yardstick of a ping-pong of the same messages: the
+  sum of the one-way times of the messages a rank sends per step (a bidirectional
+  exchange of them all at once can only be faster). The samples of all of them
+  alternate, so all see the same machine load.
 
 Every figure is a median over samples; each sample averages many iterations.
 """
@@ -113,16 +114,24 @@ def heat2d_halo(comm: Any, n: int, steps: int, samples: int, backend: str) -> di
     from hpc.timing import PhaseTimer
     from hpc.workloads.heat2d import Heat2D
 
-    base = Heat2D.resolve_params({"n": n, "steps": steps, "residual_every": steps + 1},
-                                 comm.size)  # no residual step: the halo alone
-    workload = Heat2D(comm, dict(base), load_kernels(backend), backend)
-    workload.setup()
+    kernels = load_kernels(backend)
+    workloads = {}
+    for label in ("blocking", "overlapped", "auto"):
+        params = Heat2D.resolve_params({"n": n, "steps": steps, "residual_every": steps + 1,
+                                        "exchange": label}, comm.size)  # no residual step
+        workloads[label] = Heat2D(comm, params, kernels, backend)
+        workloads[label].setup()
+    if workloads["auto"].mode == "shared":
+        workloads["shared"] = workloads.pop("auto")
+    else:  # ranks on several nodes: no shared grid to measure
+        workloads.pop("auto").teardown()
+    workload = workloads["blocking"]
     mine = halo_messages(workload)
     sizes = sorted({s for sizes in comm.allgather(mine) for s in sizes})
     pingpong: dict[int, list[float]] = {s: [] for s in sizes}
-    last: dict[str, list[float]] = {"blocking": [], "overlapped": []}
-    mean: dict[str, list[float]] = {"blocking": [], "overlapped": []}
-    compute: dict[str, list[float]] = {"blocking": [], "overlapped": []}
+    last: dict[str, list[float]] = {label: [] for label in workloads}
+    mean: dict[str, list[float]] = {label: [] for label in workloads}
+    compute: dict[str, list[float]] = {label: [] for label in workloads}
     timer = PhaseTimer(Heat2D.phases, clock=_wtime)
     communication = Heat2D.phases.index("communication")
     compute_phase = Heat2D.phases.index("compute")
@@ -136,15 +145,15 @@ def heat2d_halo(comm: Any, n: int, steps: int, samples: int, backend: str) -> di
         t = cold_copy_seconds(workload)
         if sample:
             cold.append(t)
-        for label, overlap in (("blocking", 0), ("overlapped", 1)):
-            workload.params = {**base, "overlap": overlap}
-            workload.reset()
+        for label, each in workloads.items():
+            each.reset()
             timer.reset()
             mine_per_step = np.empty(steps)
             comm.Barrier()
+            each.begin(timer)
             for step in range(steps):
                 before = timer.seconds[communication]
-                workload.advance(step + 1, timer)
+                each.advance(step + 1, timer)
                 mine_per_step[step] = timer.seconds[communication] - before
             per_rank = np.array(comm.allgather(mine_per_step))  # [rank, step]
             busy = comm.allreduce(timer.seconds[compute_phase]) / comm.size / steps
@@ -152,6 +161,8 @@ def heat2d_halo(comm: Any, n: int, steps: int, samples: int, backend: str) -> di
                 last[label] += per_rank.min(axis=0).tolist()
                 mean[label] += per_rank.mean(axis=0).tolist()
                 compute[label].append(busy)
+    for each in workloads.values():
+        each.teardown()
     one_way = {s: statistics.median(ts) for s, ts in pingpong.items()}
     yardstick = comm.allreduce(sum(one_way[s] for s in mine)) / comm.size
     result: dict[str, Any] = {
@@ -172,9 +183,11 @@ def heat2d_halo(comm: Any, n: int, steps: int, samples: int, backend: str) -> di
         }
     for key, suffix in (("communication_us_per_step", ""),
                         ("communication_mean_over_ranks_us_per_step", "_mean_over_ranks")):
-        blocking, exposed = result["blocking"][key], result["overlapped"][key]
-        result["overlapped"][f"hidden_fraction{suffix}"] = (1 - exposed / blocking
-                                                            if blocking else None)
+        blocking = result["blocking"][key]
+        for label in workloads.keys() - {"blocking"}:
+            exposed = result[label][key]
+            result[label][f"hidden_fraction{suffix}"] = (1 - exposed / blocking
+                                                         if blocking else None)
     return result
 
 
@@ -265,7 +278,9 @@ def format_mpi_section(section: dict[str, Any]) -> str:
                  f"{halo['pingpong_of_messages_us']:.1f} us per step; copying its rows once "
                  f"after a sweep (cold cache, no MPI) {halo['cold_copy_of_messages_us']:.1f} us")
     rows = []
-    for label in ("blocking", "overlapped"):
+    for label in ("blocking", "overlapped", "shared"):
+        if label not in halo:
+            continue
         h = halo[label]
         hidden = [h.get(f"hidden_fraction{suffix}") for suffix in ("", "_mean_over_ranks")]
         rows.append((label, f"{h['communication_us_per_step']:.1f}",

@@ -251,6 +251,7 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None,
         progress.segments_utc.append((segment_start, utc_now()))
         ckpt.save(spec.checkpoint, comm, spec.identity(params, comm.size), progress,
                   workload.save_state())
+        workload.teardown()
         if comm.rank == 0 and not spec.quiet:
             _say(f"hpc: stopped on request; state saved to {spec.checkpoint}, start again "
                  f"to resume (exit {ckpt.EXIT_CHECKPOINTED})")
@@ -258,6 +259,7 @@ def _run(spec: RunSpec, params: dict[str, Any], comm: Any, stop: Any = None,
 
     gathered = comm.gather(local, root=0)
     result = workload.collect()
+    workload.teardown()
     prov = provenance.collect(comm, prefetched)
     if gpu is not None:
         prov["cuda"] = gpu.provenance(comm)  # collective; devices, driver, CUDA versions

@@ -49,7 +49,7 @@ def test_record_fields_with_plain_h5py(heat_record):
         assert (a["workload"], a["backend"], a["ranks"], a["nodes"]) == ("heat2d", "cython", 2, 1)
         assert a["size"] == 48 and a["size_parameter"] == "n"
         assert json.loads(a["parameters"]) == {"n": 48, "steps": 30, "residual_every": 10,
-                                               "overlap": 1}
+                                               "exchange": "auto"}
         assert a["status"] == "ok" and a["verified"]
         assert "serial numpy reference" in a["verification_method"]
         assert a["start_utc"] < a["end_utc"] and a["start_utc"].endswith("+00:00")
@@ -77,6 +77,7 @@ def test_record_fields_with_plain_h5py(heat_record):
         assert result["field"].shape == (48, 48)
         assert np.isclose(result.attrs["checksum"], result["field"][()].sum())
         assert list(result["process_grid"][()]) == [2, 1]
+        assert result.attrs["exchange"] == "shared"  # auto, with both ranks on this node
         assert result["residual_history"].shape == (3,)
 
 

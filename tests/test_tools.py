@@ -57,19 +57,21 @@ def test_bench_quick_json():
     halo = mpi["heat2d_halo"]
     assert (halo["n"], halo["process_grid"], halo["message_bytes"]) == (1024, [2, 1], [8192])
     assert halo["pingpong_of_messages_us"] > 0 and halo["cold_copy_of_messages_us"] > 0
-    for label in ("blocking", "overlapped"):
+    for label in ("blocking", "overlapped", "shared"):  # shared: both ranks on this node
         assert halo[label]["communication_us_per_step"] > 0
         assert halo[label]["compute_us_per_step"] > 0
         assert halo[label]["ratio_to_pingpong"] > 0
-    assert halo["overlapped"]["hidden_fraction"] < 1
-    assert halo["overlapped"]["hidden_fraction_mean_over_ranks"] < 1
+    for label in ("overlapped", "shared"):
+        assert halo[label]["hidden_fraction"] < 1
+        assert halo[label]["hidden_fraction_mean_over_ranks"] < 1
 
 
 def test_bench_mpi_text_and_refusals():
     proc = run_hpc("bench", "--mpi", "--quick", timeout=300)
     assert_ok(proc)
     for label in ("MPI on 2 ranks", "one-way us", "Allreduce of one double",
-                  "heat2d halo at 1024^2", "blocking", "overlapped", "vs ping-pong"):
+                  "heat2d halo at 1024^2", "blocking", "overlapped", "shared",
+                  "vs ping-pong"):
         assert label in proc.stdout, label
     assert "memory bandwidth" not in proc.stdout  # --mpi: the MPI section only
     proc = run_hpc("bench", "--mpi", "--np", "1")

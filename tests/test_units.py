@@ -39,7 +39,7 @@ def test_unknown_workload_names_the_valid_ones():
 def test_resolve_params_fills_defaults_and_rejects_unknown():
     heat = WORKLOADS["heat2d"]
     assert heat.resolve_params({"n": 64}, 2) == {"n": 64, "steps": 200, "residual_every": 10,
-                                                 "overlap": 1}
+                                                 "exchange": "auto"}
     with pytest.raises(UserError, match="unknown parameter.*stepz.*valid: n, steps"):
         heat.resolve_params({"stepz": 3}, 1)
 

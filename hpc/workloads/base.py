@@ -7,6 +7,7 @@ A workload is an MPI program split into steps the runner times:
     execute(timer) timed: the work; phases are timed inside with ``timer.phase(name)``
     collect()      collective, untimed: the result on rank 0 (None elsewhere)
     verify(result) rank 0, untimed: check against a serial reference or an invariant
+    teardown()     collective, untimed, last: release windows and requests
 
 and declares its parameters, its size parameter and how its work grows with size, so
 that a weak-scaling study can keep the work per rank constant.
@@ -175,6 +176,10 @@ class Workload(ABC):
     @abstractmethod
     def verify(self, result: dict[str, Any]) -> Verification:
         """Rank 0 only: check the result."""
+
+    def teardown(self) -> None:  # noqa: B027 - optional hook
+        """Collective, untimed, last: release what setup() made that outlives the object
+        (shared-memory windows, persistent requests)."""
 
     # -- checkpointing (hpc.checkpoint), for long step-by-step workloads ----------------
     # Steps between the ranks' checks for a stop request; 0: the workload cannot stop.

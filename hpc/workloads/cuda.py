@@ -40,6 +40,11 @@ def _cuda_aware() -> bool:
 
 
 class Heat2DCuda(Heat2D):
+    def _exchange_mode(self) -> str:
+        # Edges packed on the device, Sendrecv, unpacked: one way, whatever --exchange says
+        # (the record's result names it).
+        return "blocking"
+
     def setup(self) -> None:
         super().setup()
         cu = self.kernels

@@ -1,10 +1,14 @@
 """2-D Jacobi heat diffusion on an N x N grid over a Cartesian process grid.
 
 Dirichlet boundary: the top edge is held at 1, the other edges at 0; the interior starts
-as sin(pi x) sin(pi y). Each rank owns a block of the grid plus a one-cell halo; every
-step exchanges halos with its four neighbours (rows contiguous, columns as an MPI vector
-type) and updates its interior. Every ``residual_every`` steps the global residual
-(L2 norm of the update) is reduced with Allreduce.
+as sin(pi x) sin(pi y). Each rank owns a block of the grid plus a one-cell halo that holds
+its four neighbours' edges, and updates its block every step. How the edges get there is
+``--exchange``: on one node through shared memory, with no MPI call per step, the rim
+updated first and its edges passed on while still in the cache (hpc.workloads.
+halo_mailbox); otherwise messages (rows contiguous, columns as an MPI vector type), sent
+while the block's inside is updated or, as the reference, before the update. Every
+``residual_every`` steps the global residual (L2 norm of the update) is reduced with
+Allreduce.
 
 Every grid point sees the same arithmetic whatever the decomposition, so the field is
 bit-for-bit identical for any number of ranks, including counts that do not divide N.
@@ -20,6 +24,7 @@ from hpc.lazympi import MPI, lazy_module
 from hpc.timing import PhaseTimer
 from hpc.workloads.base import Block, Param, SteppedWorkload, Verification
 from hpc.workloads.decomp import balanced_dims, block_range
+from hpc.workloads.halo_mailbox import HaloMailbox, usable
 
 np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
@@ -31,6 +36,7 @@ FIELD_MAX_SIDE = 512
 TOP_TEMPERATURE = 1.0
 # Bands of the inside update in an overlapped step, with an MPI progress call after each.
 HALO_BANDS = 4
+EXCHANGES = ("auto", "shared", "overlapped", "blocking")
 
 
 def initial_field(n: int, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
@@ -101,9 +107,12 @@ class Heat2D(SteppedWorkload):
         Param("steps", int, 200, "Jacobi steps", minimum=1),
         Param("residual_every", int, 10, "steps between global residual reductions",
               minimum=1),
-        Param("overlap", int, 1, "CPU backends: 1 updates the interior while the halos "
-              "travel, 0 exchanges with blocking Sendrecv first (what `hpc bench --mpi` "
-              "compares with); the field is bitwise the same", minimum=0, maximum=1),
+        Param("exchange", str, "auto", "CPU backends, how the halos are filled: shared "
+              "(all ranks on one node: edges passed through shared memory right after the "
+              "rim's update, no MPI call per step), overlapped (messages travel while the "
+              "inside is updated), blocking (Sendrecv, then the update: the reference of "
+              "`hpc bench --mpi`), auto (shared on one node, else overlapped); the field "
+              "is bitwise the same", choices=EXCHANGES),
     )
     size_param = "n"
     work_exponent = 2.0
@@ -149,20 +158,53 @@ class Heat2D(SteppedWorkload):
         # One column of the interior: nx doubles, a stride of one row apart.
         self.column = MPI.DOUBLE.Create_vector(self.nx, 1, self.ny + 2).Commit()
         null = MPI.PROC_NULL
-        inside, self.rim = split_block(self.nx, self.ny, self.up != null, self.down != null,
-                                       self.left != null, self.right != null)
-        self.bands = bands(inside, HALO_BANDS)
+        self.inside, self.rim = split_block(self.nx, self.ny, self.up != null,
+                                            self.down != null, self.left != null,
+                                            self.right != null)
+        self.bands = bands(self.inside, HALO_BANDS)
         self._requests: dict[int, tuple[np.ndarray, list[Any]]] = {}
+        self.mode = self._exchange_mode()
+        self.mailbox: HaloMailbox | None = None
+        if self.mode == "shared":
+            self.mailbox = HaloMailbox(self.cart, self.nx, self.ny, self.up, self.down,
+                                       self.left, self.right)
+
+    def _exchange_mode(self) -> str:
+        """The exchange this run uses; collective (every rank decides alike)."""
+        wanted = self.params["exchange"]
+        if wanted in ("overlapped", "blocking"):
+            return wanted
+        if usable(self.cart):
+            return "shared"
+        if wanted == "shared":
+            raise UserError("heat2d: --exchange shared needs every rank on one node and "
+                            "the compiled kernels (make setup); use --exchange auto or "
+                            "overlapped")
+        return "overlapped"
 
     def reset(self) -> None:
         self._free_requests()
+        if self.mailbox is not None:
+            self.mailbox.forget_arrays()
         self.u = self.u0.copy()
         self.v = self.u0.copy()  # halo of v must hold the fixed boundary too
-        # Made here, untimed: u and v alternate, so each has its own set.
-        for a in (self.u, self.v):
-            self._requests_for(a)
+        if self.mode == "overlapped":
+            # Made here, untimed: u and v alternate, so each has its own set.
+            for a in (self.u, self.v):
+                self._requests_for(a)
         self.residuals: list[float] = []
         self.step = 0  # steps done
+
+    def begin(self, timer: PhaseTimer) -> None:
+        if self.mailbox is not None:
+            with timer.phase("communication"):
+                self.mailbox.exchange(self.u)  # the starting (or resumed) field's halo
+
+    def teardown(self) -> None:
+        self._free_requests()
+        if self.mailbox is not None:
+            self.mailbox.free()
+            self.mailbox = None
 
     checkpoint_every = 10
 
@@ -177,10 +219,11 @@ class Heat2D(SteppedWorkload):
         self.reset()
         self.step = int(saved.scalar("step"))
         self.residuals = [float(r) for r in saved.array("residuals")]
+        field = saved.block("field", (slice(*self.rows), slice(*self.cols)))
         # A new host array, not reset()'s: a backend whose reset() works elsewhere (CUDA)
         # takes its state from self.u after this.
         u = self.u0.copy()
-        u[1:-1, 1:-1] = saved.block("field", (slice(*self.rows), slice(*self.cols)))
+        u[1:-1, 1:-1] = field
         self.u = u
 
     def _exchange_halo(self, u: np.ndarray) -> None:
@@ -252,6 +295,28 @@ class Heat2D(SteppedWorkload):
             for box in self.rim:
                 self.kernels.heat2d_step_box(u, v, *box)
 
+    def _shared_step(self, u: np.ndarray, v: np.ndarray, residual: bool,
+                     timer: PhaseTimer) -> None:
+        """One step with the halos through shared memory: u's halo is in (the previous
+        step, or begin(), passed it); v's rim is updated first and its edges passed on at
+        once, while in the cache, then v's inside. The residual step updates whole rows in
+        order, as ``_exchanged_step`` does, so that its sum keeps its bits."""
+        if residual:
+            with timer.phase("compute"):
+                local = self.kernels.heat2d_step_residual(u, v)
+            with timer.phase("communication"):
+                self.mailbox.exchange(v)
+                total = self.cart.allreduce(local, op=MPI.SUM)
+            self.residuals.append(float(np.sqrt(total)))
+            return
+        with timer.phase("compute"):
+            for box in self.rim:
+                self.kernels.heat2d_step_box(u, v, *box)
+        with timer.phase("communication"):
+            self.mailbox.exchange(v)
+        with timer.phase("compute"):
+            self.kernels.heat2d_step_box(u, v, *self.inside)
+
     def _exchanged_step(self, u: np.ndarray, v: np.ndarray, residual: bool,
                         timer: PhaseTimer) -> None:
         """One step that exchanges first, then updates; with the global residual, whose
@@ -271,7 +336,9 @@ class Heat2D(SteppedWorkload):
     def advance(self, step: int, timer: PhaseTimer) -> None:
         u, v = self.u, self.v
         residual = step % self.params["residual_every"] == 0
-        if self.params["overlap"] == 1 and not residual:
+        if self.mode == "shared":
+            self._shared_step(u, v, residual, timer)
+        elif self.mode == "overlapped" and not residual:
             self._overlapped_step(u, v, timer)
         else:
             self._exchanged_step(u, v, residual, timer)
@@ -292,6 +359,7 @@ class Heat2D(SteppedWorkload):
             "residual": self.residuals[-1] if self.residuals else float("nan"),
             "residual_history": np.array(self.residuals),
             "process_grid": np.array(self.cart.Get_topo()[0]),
+            "exchange": self.mode,
         }
         if n <= FIELD_MAX_SIDE:
             result["field"] = field

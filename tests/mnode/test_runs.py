@@ -39,6 +39,8 @@ def check_two_node_record(out, workload: str, one_rank: dict) -> None:
     assert run["nodes"] == 2
     # The profile's MPI setting is what the ranks ran with (inter-node traffic over TCP).
     assert run["provenance"]["environment"]["FI_PROVIDER"] == "tcp"
+    if workload == "heat2d":  # --exchange auto: no shared memory across hosts
+        assert run["result"]["exchange"] == "overlapped"
     got, expected = run["result"][key], one_rank[key]
     if tolerance is None:
         assert np.array_equal(got, expected), f"{workload} {key} differs from 1 rank"
@@ -67,3 +69,17 @@ def test_submitit_run_on_two_nodes_equals_one_rank(mnode_env, tmp_path):
     assert_ok(proc)
     assert "(submitit)" in proc.stdout
     check_two_node_record(out, "heat2d", one_rank_result(tmp_path, "heat2d", args))
+
+
+def test_shared_exchange_across_nodes_is_refused_by_name(mnode_env, tmp_path):
+    """heat2d --exchange shared asks for one shared-memory window: on two hosts the job
+    fails at once with the reason and what to use instead, and records nothing."""
+    out = tmp_path / "refused.h5"
+    proc = run_hpc("submit", "heat2d", "--size", "64", "--steps", "4", "--exchange",
+                   "shared", *TWO_NODES, "--out", str(out), "--jobs-dir",
+                   str(tmp_path / "jobs"), "--wait", "--wait-timeout", "150", env=mnode_env)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "--exchange shared needs every rank on one node" in text, text
+    assert "Traceback" not in text
+    assert not out.exists()
