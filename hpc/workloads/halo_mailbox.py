@@ -1,13 +1,15 @@
 """heat2d's halo exchange through shared memory, for ranks on one node: no MPI per step.
 
 Each rank owns a small segment of an MPI-3 shared-memory window: a step counter and, for
-each of two alternating slots, its four edges (first and last row and column). After it
-updates its rim, a rank copies its new edges into its slot while they are still in its
-cache, publishes the exchange's number (release order), waits until each neighbour has
-published the same number (acquire order), and copies the neighbours' edges from their
-slots into its halo, moments after they were written. The large blocks stay private
-(this machine maps shared memory with small pages only: a sweep over a shared grid ran
-40% slower than over a private one, measured in docs/PERFORMANCE.md).
+each of two alternating slots, its four edges (first and last row and column). Right
+after it updates its rim, a rank copies the new edges into its next slot while they are
+still in its cache and publishes the exchange's number (release order); after it
+updates the inside of its block, it waits until each neighbour has published the same
+number (acquire order) and copies their edges from their slots into its halo. A
+neighbour that is a little behind costs nothing: its edges were published a whole
+inside-update earlier. The large blocks stay private (this machine maps shared memory
+with small pages only: a sweep over a shared grid ran 40% slower than over a private
+one, docs/PERFORMANCE.md).
 
 Why two slots: a rank writes slot k % 2 in exchange k, and may write it again only in
 exchange k + 2, after waiting in exchange k + 1 for every neighbour, each of which had
@@ -93,16 +95,20 @@ class HaloMailbox:
         _, out, into = self._plans[id(u)]
         return out, into
 
-    def exchange(self, u: Any) -> None:
-        """Fill ``u``'s halo with the neighbours' edges of the same exchange, and give them
-        this rank's edges of ``u``."""
-        out, into = self._plan(u)
+    def send(self, u: Any) -> None:
+        """Give the neighbours this rank's edges of ``u`` (copied into the next slot while
+        they are still in the cache, then published)."""
+        out, _ = self._plan(u)
         self.count += 1
-        slot = self.count % 2
-        for edge, box in out[slot]:
+        for edge, box in out[self.count % 2]:
             np.copyto(box, edge)
         self._flags.publish(self._mine[0], self.count)
-        for counter, box, halo in into[slot]:
+
+    def receive(self, u: Any) -> None:
+        """Fill ``u``'s halo with the edges the neighbours sent in the same exchange as the
+        last ``send``, waiting for them where they are behind."""
+        _, into = self._plan(u)
+        for counter, box, halo in into[self.count % 2]:
             self._flags.wait_for(counter, self.count)
             np.copyto(halo, box)
 
