@@ -1,9 +1,10 @@
 """Start-up of `hpc run --np 2` against a bare mpiexec + mpi4py start (docs/PERFORMANCE.md).
 
 Whole processes, interleaved in each round (the order rotates), the median of each
-round's ratio to the bare start; also the floor, ranks that import numpy and h5py and
-nothing else. ``--old DIR`` adds the same run of another source tree of the suite (its
-hpc and kernels folders, Cython kernels built) through PYTHONPATH, for a before/after.
+round's ratio to the bare start; also two floors: ranks that import numpy and nothing
+else, and ranks that import numpy and h5py and nothing else. ``--old DIR`` adds the
+same run of another source tree of the suite (its hpc and kernels folders, Cython
+kernels built) through PYTHONPATH, for a before/after.
 
     .venv/bin/python scripts/startup-ratio.py [--rounds 30] [--old /tmp/old-tree]
 """
@@ -33,6 +34,8 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     commands = {
         "bare": ([mpiexec, "-n", "2", python, "-c", "from mpi4py import MPI"], env),
+        "floor numpy": ([mpiexec, "-n", "2", python, "-c",
+                         "import numpy; from mpi4py import MPI"], env),
         "floor": ([mpiexec, "-n", "2", python, "-c",
                    "import numpy, h5py; from mpi4py import MPI"], env),
         "hpc run": ([python, "-m", "hpc", *run, "--out", str(out / "new.h5")], env),
