@@ -194,7 +194,7 @@ def _repeats(spec: RunSpec, workload: Any, progress: ckpt.Progress, saved: Any,
         carried = 0.0  # seconds of this repeat spent in earlier segments
         if saved is not None and it == progress.iteration:
             workload.load_state(saved)
-            carried, timer.seconds[:] = progress.partial[0], progress.partial[1:]
+            carried, timer.seconds[:] = progress.partial[0], map(float, progress.partial[1:])
             loaded()
         else:
             workload.reset()

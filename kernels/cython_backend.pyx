@@ -151,6 +151,21 @@ def heat2d_step_box(const double[:, ::1] u, double[:, ::1] out, Py_ssize_t i0,
                         &out[i, j0 - 1], j1 - j0)
 
 
+def heat2d_step_row(const double[::1] up, const double[::1] mid, const double[::1] down,
+                    double[::1] out):
+    """One grid row of heat2d_step from its three rows, wherever they are: ``out[1:-1]``
+    from ``up``, ``mid`` and ``down`` (each ny+2 long, ends the halo); the same arithmetic
+    per point, so the same bits. A rank that keeps its edge rows in memory its neighbours
+    share updates them, and the rows next to them, with this."""
+    cdef Py_ssize_t n = mid.shape[0]
+    if up.shape[0] != n or down.shape[0] != n or out.shape[0] != n or n < 2:
+        raise ValueError("up, mid, down and out must be rows of one length, at least 2")
+    if &out[0] == &mid[0] or &out[0] == &up[0] or &out[0] == &down[0]:
+        raise ValueError("out must not be one of the rows it is computed from")
+    with nogil:
+        _jacobi_row(&up[0], &mid[0], &down[0], &out[0], n - 2)
+
+
 def heat2d_step_residual(const double[:, ::1] u, double[:, ::1] out):
     """Like heat2d_step, and return the sum over the interior of ``(out - u)**2``."""
     _check_heat_shapes(u, out)

@@ -111,6 +111,23 @@ def heat2d_step_box(u: FloatArray, out: FloatArray, i0: int, i1: int, j0: int, j
     box *= 0.25
 
 
+def heat2d_step_row(up: FloatArray, mid: FloatArray, down: FloatArray, out: FloatArray) -> None:
+    """One grid row of heat2d_step from its three rows, wherever they are: ``out[1:-1]``
+    from ``up``, ``mid`` and ``down`` (each ny+2 long, ends the halo); the same arithmetic
+    per point, so the same bits. A rank that keeps its edge rows in memory its neighbours
+    share updates them, and the rows next to them, with this."""
+    n = mid.shape[0]
+    if not (up.shape == mid.shape == down.shape == out.shape == (n,)) or n < 2:
+        raise ValueError("up, mid, down and out must be rows of one length, at least 2")
+    if any(np.shares_memory(out, row) for row in (up, mid, down)):
+        raise ValueError("out must not be one of the rows it is computed from")
+    box = out[1:-1]
+    np.add(up[1:-1], down[1:-1], out=box)
+    box += mid[:-2]
+    box += mid[2:]
+    box *= 0.25
+
+
 def heat2d_step_residual(u: FloatArray, out: FloatArray) -> float:
     """Like heat2d_step, and return the sum over the interior of ``(out - u)**2``."""
     heat2d_step(u, out)

@@ -34,16 +34,46 @@ cdef enum:
     YIELDS_PER_SIGNAL_CHECK = 1024
 
 
-def publish(int64_t[::1] counter, int64_t value):
-    """Store ``value`` in ``counter[0]``, after every store this process made before."""
-    store_release(&counter[0], value)
+cdef enum:
+    MAX_NEIGHBOURS = 8
 
 
-def wait_for(const int64_t[::1] counter, int64_t value):
-    """Until ``counter[0] >= value``; what was stored before it was published is then
-    visible to this process."""
+cdef class StepCounters:
+    """This process's step counter and its neighbours', each an int64 array of one element
+    in shared memory (kept alive here). One call to publish or to wait for all of them:
+    a step pays one call, not one per neighbour, right after a sweep has pushed the
+    interpreter's state out of the cache."""
+
+    cdef int64_t *_mine
+    cdef const int64_t *_theirs[MAX_NEIGHBOURS]
+    cdef int _count
+    cdef object _keep
+
+    def __init__(self, int64_t[::1] mine not None, list theirs not None):
+        if len(theirs) > MAX_NEIGHBOURS:
+            raise ValueError(f"at most {MAX_NEIGHBOURS} neighbours, got {len(theirs)}")
+        cdef int64_t[::1] counter
+        self._mine = &mine[0]
+        self._count = 0
+        for counter in theirs:
+            self._theirs[self._count] = &counter[0]
+            self._count += 1
+        self._keep = (mine.base, [c.base for c in theirs])
+
+    def publish(self, int64_t value):
+        """Store ``value`` in this process's counter, after every store made before."""
+        store_release(self._mine, value)
+
+    def wait(self, int64_t value):
+        """Until every neighbour's counter is at least ``value``; what they stored before
+        publishing it is then visible here."""
+        cdef int i
+        for i in range(self._count):
+            _wait(self._theirs[i], value)
+
+
+cdef int _wait(const int64_t *p, int64_t value) except -1:
     cdef int64_t spins = 0
-    cdef const int64_t *p = &counter[0]
     with nogil:
         while load_acquire(p) < value:
             spins += 1
@@ -52,4 +82,4 @@ def wait_for(const int64_t[::1] counter, int64_t value):
                 if spins % YIELDS_PER_SIGNAL_CHECK == 0:
                     with gil:
                         PyErr_CheckSignals()  # raises what a handler raised
-
+    return 0

@@ -55,8 +55,9 @@ def test_load_backend_cython_not_built(monkeypatch, check):
 
 def test_backends_have_the_same_functions(nb, cb):
     names = [
-        "pi_count_hits", "heat2d_step", "heat2d_step_box", "heat2d_step_residual", "nbody_accel",
-        "nbody_potential", "kmeans_assign", "kmeans_accumulate", "busy_work", "triad",
+        "pi_count_hits", "heat2d_step", "heat2d_step_box", "heat2d_step_row",
+        "heat2d_step_residual", "nbody_accel", "nbody_potential", "kmeans_assign",
+        "kmeans_accumulate", "busy_work", "triad",
     ]  # fmt: skip
     for name in names:
         assert callable(getattr(nb, name)) and callable(getattr(cb, name)), name
@@ -150,6 +151,23 @@ def test_heat2d_inside_then_rim_is_bitwise_one_sweep(backend, rng, nx, ny, sides
         assert np.all(np.isnan(parts[box[0]:box[1], box[2]:box[3]])), "a point updated twice"
         backend.heat2d_step_box(u, parts, *box)
     assert np.array_equal(parts, whole)
+
+
+def test_heat2d_row_from_rows_anywhere_is_bitwise_the_sweep(backend, rng):
+    """heat2d_step_row on copies of three rows (as a rank reads its neighbours' edges in
+    shared memory) gives that row of one whole sweep; bad rows are refused."""
+    u = rng.random((NX + 2, NY + 2))
+    whole = np.zeros_like(u)
+    backend.heat2d_step(u, whole)
+    for i in range(1, NX + 1):
+        out = np.zeros(NY + 2)
+        backend.heat2d_step_row(u[i - 1].copy(), u[i].copy(), u[i + 1].copy(), out)
+        assert np.array_equal(out[1:-1], whole[i, 1:-1]) and out[0] == out[-1] == 0.0
+    row = u[1].copy()
+    with pytest.raises(ValueError, match="rows of one length"):
+        backend.heat2d_step_row(row, row, row[:-1].copy(), np.zeros(NY + 2))
+    with pytest.raises(ValueError, match="must not be one of the rows"):
+        backend.heat2d_step_row(u[0].copy(), row, u[2].copy(), row)
 
 
 def test_heat2d_box_outside_the_interior_is_refused(backend, rng):
@@ -349,3 +367,39 @@ def test_triad(backend, rng):
     expected = b + 2.0 * c
     backend.triad(b, b, c, 2.0)  # in place: a may be b
     assert np.array_equal(b, expected)
+
+
+# ---------------------------------------------------------------------------------------
+# shared-memory step counters (heat2d's shared exchange)
+# ---------------------------------------------------------------------------------------
+
+
+def test_step_counters_publish_wait_and_a_signal_ends_a_wait():
+    """publish/wait between two counter sets over one int64 pair (as two ranks over their
+    window); a wait for a neighbour that never publishes ends when a signal handler
+    raises, within a few milliseconds (the real cross-process case runs in tests/mpi)."""
+    import signal
+
+    from kernels.shm_flags import StepCounters
+
+    pair = np.zeros(2, dtype=np.int64)
+    a = StepCounters(pair[0:1], [pair[1:2]])
+    b = StepCounters(pair[1:2], [pair[0:1]])
+    a.publish(3)
+    b.wait(3)  # a published 3: returns at once
+    b.publish(3)
+    assert list(pair) == [3, 3]
+
+    def stop(signum, frame):
+        raise TimeoutError("stopped waiting")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(TimeoutError, match="stopped waiting"):
+            a.wait(4)  # b never publishes 4
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    with pytest.raises(ValueError, match="at most 8 neighbours"):
+        StepCounters(pair[0:1], [pair[1:2]] * 9)

@@ -3,12 +3,12 @@
 Dirichlet boundary: the top edge is held at 1, the other edges at 0; the interior starts
 as sin(pi x) sin(pi y). Each rank owns a block of the grid plus a one-cell halo that holds
 its four neighbours' edges, and updates its block every step. How the edges get there is
-``--exchange``: on one node through shared memory, with no MPI call per step, the rim
-updated first and its edges sent while still in the cache, the halo received after the
-inside's update (hpc.workloads.halo_mailbox); otherwise messages (rows contiguous,
-columns as an MPI vector type), sent while the block's inside is updated or, as the
-reference, before the update. Every ``residual_every`` steps the global residual (L2
-norm of the update) is reduced with Allreduce.
+``--exchange``: on one node through shared memory, with no MPI call per step (a process
+grid of one column keeps its edge rows there and its neighbours read them in place;
+other grids copy their edges through it; hpc.workloads.halo_mailbox); otherwise messages
+(rows contiguous, columns as an MPI vector type), sent while the block's inside is
+updated or, as the reference, before the update. Every ``residual_every`` steps the
+global residual (L2 norm of the update) is reduced with Allreduce.
 
 Every grid point sees the same arithmetic whatever the decomposition, so the field is
 bit-for-bit identical for any number of ranks, including counts that do not divide N.
@@ -24,7 +24,7 @@ from hpc.lazympi import MPI, lazy_module
 from hpc.timing import PhaseTimer
 from hpc.workloads.base import Block, Param, SteppedWorkload, Verification
 from hpc.workloads.decomp import balanced_dims, block_range
-from hpc.workloads.halo_mailbox import HaloMailbox, usable
+from hpc.workloads.halo_mailbox import EdgeRows, HaloMailbox, usable
 
 np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
@@ -108,11 +108,12 @@ class Heat2D(SteppedWorkload):
         Param("residual_every", int, 10, "steps between global residual reductions",
               minimum=1),
         Param("exchange", str, "auto", "CPU backends, how the halos are filled: shared "
-              "(all ranks on one node: edges passed through shared memory right after the "
-              "rim's update, no MPI call per step), overlapped (messages travel while the "
-              "inside is updated), blocking (Sendrecv, then the update: the reference of "
-              "`hpc bench --mpi`), auto (shared on one node, else overlapped); the field "
-              "is bitwise the same", choices=EXCHANGES),
+              "(all ranks on one node: edge rows read in place from shared memory, or "
+              "edges copied through it on 2-D process grids; no MPI call per step), "
+              "overlapped (messages travel while the inside is updated), blocking "
+              "(Sendrecv, then the update: the reference of `hpc bench --mpi`), auto "
+              "(shared on one node, else overlapped); the field is bitwise the same",
+              choices=EXCHANGES),
     )
     size_param = "n"
     work_exponent = 2.0
@@ -165,7 +166,10 @@ class Heat2D(SteppedWorkload):
         self._requests: dict[int, tuple[np.ndarray, list[Any]]] = {}
         self.mode = self._exchange_mode()
         self.mailbox: HaloMailbox | None = None
-        if self.mode == "shared":
+        self.edge_rows: EdgeRows | None = None
+        if self.mode == "shared" and dims[1] == 1:  # one column of ranks: rows in place
+            self.edge_rows = EdgeRows(self.cart, self.nx, self.ny, self.up, self.down)
+        elif self.mode == "shared":
             self.mailbox = HaloMailbox(self.cart, self.nx, self.ny, self.up, self.down,
                                        self.left, self.right)
 
@@ -196,6 +200,11 @@ class Heat2D(SteppedWorkload):
         self.step = 0  # steps done
 
     def begin(self, timer: PhaseTimer) -> None:
+        if self.edge_rows is not None:
+            with timer.phase("communication"):
+                # Both buffers' rows: their ends, the fixed boundary, are never written again.
+                self._publish_edge_rows(self.u, (0, 1))
+            return
         if self.mailbox is not None:
             with timer.phase("communication"):
                 self.mailbox.send(self.u)  # the starting (or resumed) field's halo
@@ -203,13 +212,34 @@ class Heat2D(SteppedWorkload):
 
     def teardown(self) -> None:
         self._free_requests()
-        if self.mailbox is not None:
-            self.mailbox.free()
-            self.mailbox = None
+        for shared in (self.mailbox, self.edge_rows):
+            if shared is not None:
+                shared.free()
+        self.mailbox = self.edge_rows = None
 
     checkpoint_every = 10
 
+    def _publish_edge_rows(self, u: np.ndarray, parities: tuple[int, ...]) -> None:
+        """Copy u's first and last rows into this rank's shared rows of each of
+        ``parities`` and publish them, once the neighbours are done with what those rows
+        held (begin(), a residual step)."""
+        rows = self.edge_rows
+        rows.shared.wait()
+        for parity in parities:
+            np.copyto(rows.first[parity], u[1])
+            np.copyto(rows.last[parity], u[self.nx])
+        rows.shared.publish()
+
+    def _settle(self) -> None:
+        """Bring u's first and last rows home from the shared rows (before u is read as a
+        whole: collect, save_state)."""
+        if self.edge_rows is not None:
+            parity = self.step % 2
+            np.copyto(self.u[1], self.edge_rows.first[parity])
+            np.copyto(self.u[self.nx], self.edge_rows.last[parity])
+
     def save_state(self) -> dict[str, Any]:
+        self._settle()
         # v needs nothing: its interior is overwritten by the next step, its halo is fixed.
         n = self.params["n"]
         where = (slice(*self.rows), slice(*self.cols))
@@ -296,6 +326,49 @@ class Heat2D(SteppedWorkload):
             for box in self.rim:
                 self.kernels.heat2d_step_box(u, v, *box)
 
+    def _edge_rows_step(self, step: int, u: np.ndarray, v: np.ndarray, residual: bool,
+                        timer: PhaseTimer) -> None:
+        """One step of a P x 1 process grid whose edge rows live in shared memory: wait
+        until the neighbours have published their edge rows of u, update this block's
+        first and last rows from rows read in place, into its shared rows of v; publish
+        them; then the rows next to them and the inside. The residual step brings the
+        rows home and updates whole rows in order, as ``_exchanged_step`` does, so that
+        its sum keeps its bits."""
+        rows, nx = self.edge_rows, self.nx
+        p, q = (step - 1) % 2, step % 2  # parities of u and v
+        with timer.phase("communication"):
+            rows.shared.wait()
+        # Where u's rows live that are not in u: the neighbours' and this rank's shared ones.
+        shared = {0: rows.above[p] if rows.above is not None else u[0], 1: rows.first[p],
+                  nx: rows.last[p], nx + 1: rows.below[p] if rows.below is not None else u[nx + 1]}
+
+        def row(i: int) -> np.ndarray:
+            return shared[i] if i in shared else u[i]
+
+        step_row = self.kernels.heat2d_step_row
+        if residual:
+            with timer.phase("communication"):
+                for i in (0, 1, nx, nx + 1):
+                    np.copyto(u[i], row(i))
+            with timer.phase("compute"):
+                local = self.kernels.heat2d_step_residual(u, v)
+            with timer.phase("communication"):
+                self._publish_edge_rows(v, (q,))
+                total = self.cart.allreduce(local, op=MPI.SUM)
+            self.residuals.append(float(np.sqrt(total)))
+            return
+        with timer.phase("compute"):
+            step_row(row(0), row(1), row(2), rows.first[q])
+            if nx > 1:
+                step_row(row(nx - 1), row(nx), row(nx + 1), rows.last[q])
+        with timer.phase("communication"):
+            rows.shared.publish()
+        with timer.phase("compute"):
+            for i in sorted({2, nx - 1}):  # the rows next to the shared ones
+                if 1 < i < nx:
+                    step_row(row(i - 1), row(i), row(i + 1), v[i])
+            self.kernels.heat2d_step_box(u, v, 3, nx - 1, 1, self.ny + 1)  # may be empty
+
     def _shared_step(self, u: np.ndarray, v: np.ndarray, residual: bool,
                      timer: PhaseTimer) -> None:
         """One step with the halos through shared memory: u's halo is in (the previous
@@ -341,7 +414,9 @@ class Heat2D(SteppedWorkload):
     def advance(self, step: int, timer: PhaseTimer) -> None:
         u, v = self.u, self.v
         residual = step % self.params["residual_every"] == 0
-        if self.mode == "shared":
+        if self.edge_rows is not None:
+            self._edge_rows_step(step, u, v, residual, timer)
+        elif self.mode == "shared":
             self._shared_step(u, v, residual, timer)
         elif self.mode == "overlapped" and not residual:
             self._overlapped_step(u, v, timer)
@@ -350,6 +425,7 @@ class Heat2D(SteppedWorkload):
         self.u, self.v = v, u
 
     def collect(self) -> dict[str, Any] | None:
+        self._settle()
         interior = self.u[1:-1, 1:-1]
         blocks = self.cart.gather((self.rows, self.cols, np.ascontiguousarray(interior)), root=0)
         if self.cart.rank != 0:

@@ -64,7 +64,7 @@ def test_workload_verifies_on_all_ranks(name, backend):
         workload.reset()
         timer.reset()
         workload.execute(timer)
-    assert np.all(timer.seconds >= 0)
+    assert min(timer.seconds) >= 0
     result = workload.collect()
     outcome = comm.bcast(workload.verify(result) if comm.rank == 0 else None)
     assert outcome.ok, outcome
