@@ -5,7 +5,7 @@ as sin(pi x) sin(pi y). Each rank owns a block of the grid plus a one-cell halo 
 its four neighbours' edges, and updates its block every step. How the edges get there is
 ``--exchange``: on one node through shared memory, with no MPI call per step (a process
 grid of one column keeps its edge rows there and its neighbours read them in place;
-other grids copy their edges through it; hpc.workloads.halo_mailbox); otherwise messages
+other grids copy their edges through it; hpc.workloads.shared_halo); otherwise messages
 (rows contiguous, columns as an MPI vector type), sent while the block's inside is
 updated or, as the reference, before the update. Every ``residual_every`` steps the
 global residual (L2 norm of the update) is reduced with Allreduce.
@@ -24,7 +24,7 @@ from hpc.lazympi import MPI, lazy_module
 from hpc.timing import PhaseTimer
 from hpc.workloads.base import Block, Param, SteppedWorkload, Verification
 from hpc.workloads.decomp import balanced_dims, block_range
-from hpc.workloads.halo_mailbox import EdgeRows, HaloMailbox, usable
+from hpc.workloads.shared_halo import EdgeRows, HaloMailbox, usable
 
 np = lazy_module("numpy")  # not imported by a process that only starts the ranks
 
@@ -250,11 +250,10 @@ class Heat2D(SteppedWorkload):
         self.reset()
         self.step = int(saved.scalar("step"))
         self.residuals = [float(r) for r in saved.array("residuals")]
-        field = saved.block("field", (slice(*self.rows), slice(*self.cols)))
         # A new host array, not reset()'s: a backend whose reset() works elsewhere (CUDA)
         # takes its state from self.u after this.
         u = self.u0.copy()
-        u[1:-1, 1:-1] = field
+        u[1:-1, 1:-1] = saved.block("field", (slice(*self.rows), slice(*self.cols)))
         self.u = u
 
     def _exchange_halo(self, u: np.ndarray) -> None:

@@ -58,8 +58,9 @@ class SharedSegments:
 
     def __init__(self, comm: Any, shape: tuple[int, ...], neighbours: list[int]):
         self.shape = shape
-        self.win = MPI.Win.Allocate_shared((HEADER_DOUBLES + math.prod(shape)) * 8, 8,
-                                           comm=comm)
+        # Whole cache lines, so that no rank's rows share a line with the next counter.
+        nbytes = -(-(HEADER_DOUBLES + math.prod(shape)) * 8 // 64) * 64
+        self.win = MPI.Win.Allocate_shared(nbytes, 8, comm=comm)
         counter, self.data = self.segment(comm.rank)
         ranks = [r for r in dict.fromkeys(neighbours) if r != MPI.PROC_NULL]
         flags = importlib.import_module(FLAGS_MODULE)
