@@ -104,6 +104,7 @@ def test_without_slurm_commands_submit_says_so(tmp_path):
         proc = run_hpc(*command, env={"PATH": venv_bin})
         assert_clean_error(proc, f"{'sacct' if command[0] != 'cancel' else 'scancel'} "
                            "not found", code=1)
+        assert "attempt" not in proc.stderr  # no retries: a missing command stays missing
 
 
 def test_status_logs_and_cancel_refuse_what_is_not_a_job(tmp_path):

@@ -20,6 +20,10 @@ class SlurmError(UserError):
     exit_code = FAILED
 
 
+class SlurmMissing(SlurmError):
+    """A Slurm client command is not on PATH: an answer that no retry can change."""
+
+
 def slurm_available(command: str = "sbatch") -> bool:
     return shutil.which(command) is not None
 
@@ -28,7 +32,7 @@ def run_slurm(argv: list[str], *, cwd: Path | None = None, timeout: float = COMM
               check: bool = True) -> subprocess.CompletedProcess:
     """Run a Slurm command; with ``check``, a non-zero exit raises SlurmError with stderr."""
     if shutil.which(argv[0]) is None:
-        raise SlurmError(f"{argv[0]} not found: Slurm's client commands are not installed "
+        raise SlurmMissing(f"{argv[0]} not found: Slurm's client commands are not installed "
                          "or not on PATH (on the project's test cluster: "
                          "eval \"$(scripts/slurm-cluster.sh env)\")")
     try:

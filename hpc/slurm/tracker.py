@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from hpc.slurm.commands import SlurmError, run_slurm
+from hpc.slurm.commands import SlurmError, SlurmMissing, run_slurm
 from hpc.slurm.states import (
     MAY_REQUEUE,
     SACCT_FIELDS,
@@ -213,7 +213,8 @@ class Tracker:
 
         The interval grows by ``factor`` up to ``max_interval`` while nothing changes and
         starts again at ``min_interval`` after a change. Query failures are retried up to
-        ``max_failures`` times in a row (a controller restart), then raised.
+        ``max_failures`` times in a row (a controller restart), then raised; a missing
+        Slurm command is raised at once.
         """
         start = last_news = time.monotonic()
         backoff, failures = Backoff(min_interval, max_interval, factor), 0
@@ -221,6 +222,8 @@ class Tracker:
             try:
                 changes = self.poll()
                 failures = 0
+            except SlurmMissing:
+                raise
             except SlurmError as exc:
                 failures += 1
                 if failures >= max_failures:
