@@ -206,15 +206,16 @@ class Tracker:
         return changes
 
     def wait(self, *, timeout: float | None = None, min_interval: float = 1.0,
-             max_interval: float = 30.0, factor: float = 1.5, heartbeat: float = 60.0,
+             max_interval: float = 10.0, factor: float = 1.5, heartbeat: float = 60.0,
              on_change: Callable[[str, JobState, Tracked], None] | None = None,
              max_failures: int = 5) -> bool:
         """Poll until every job has ended; False when ``timeout`` seconds passed first.
 
         The interval grows by ``factor`` up to ``max_interval`` while nothing changes and
-        starts again at ``min_interval`` after a change. Query failures are retried up to
-        ``max_failures`` times in a row (a controller restart), then raised; a missing
-        Slurm command is raised at once.
+        starts again at ``min_interval`` after a change (10 s at most: one query for all
+        the jobs followed, light for the controller, and an end is seen within 10 s).
+        Query failures are retried up to ``max_failures`` times in a row (a controller
+        restart), then raised; a missing Slurm command is raised at once.
         """
         start = last_news = time.monotonic()
         backoff, failures = Backoff(min_interval, max_interval, factor), 0

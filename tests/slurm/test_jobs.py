@@ -1,7 +1,6 @@
-"""Real jobs on a real Slurm cluster: MPI under srun, a failing rank, a time limit.
-
-The job over its time limit is submitted when the module starts and checked last, so
-that its minute of waiting overlaps the other tests.
+"""Real jobs on a real Slurm cluster, from hand-written batch scripts: MPI under srun, a
+failing rank. (A job over its time limit: tests/test_slurm_cluster.py, through
+`hpc submit --wait`.)
 """
 
 from __future__ import annotations
@@ -17,21 +16,6 @@ pytestmark = pytest.mark.slurm
 # The venv's MPICH speaks PMI-2, not the PMIx that this cluster defaults to.
 SRUN = "srun --mpi=pmi2"
 HEAT = "run heat2d --size 64 --steps 40 --repeats 1 --warmup 0"
-
-
-@pytest.fixture(scope="module")
-def over_time_limit(slurm_env, tmp_path_factory):
-    """A job that records one run, then sleeps past its 1-minute limit."""
-    folder = tmp_path_factory.mktemp("timeout")
-    out = folder / "runs.h5"
-    script = batch_script(f"{SRUN} {HPC} {HEAT} --out {out}", "sleep 600",
-                          sbatch=("--ntasks=2", "--time=1"))
-    return submit(script, folder, slurm_env, "over-limit"), out
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _start_early(over_time_limit):
-    """Submit the time-limit job before the first test of the module."""
 
 
 def test_mpi_job_under_srun_completes(slurm_env, tmp_path):
@@ -57,11 +41,3 @@ def test_failing_rank_ends_failed_and_keeps_earlier_records(slurm_env, tmp_path)
     assert "injected failure" in (tmp_path / "job.out").read_text()
     assert out.read_bytes() == before
     assert [r["workload"] for r in read_runs(out)] == ["pi"]
-
-
-def test_job_over_time_limit_ends_timeout_with_records_kept(slurm_env, over_time_limit):
-    job, out = over_time_limit
-    # Slurm checks time limits every 30 s: TIMEOUT comes 60 to 90 s after the start.
-    assert wait_final(job, slurm_env, timeout=240) == "TIMEOUT"
-    [run] = read_runs(out)
-    assert run["workload"] == "heat2d" and run["verified"]
