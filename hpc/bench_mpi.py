@@ -7,7 +7,7 @@ Run on ranks (``python -m hpc.bench_mpi`` under mpiexec; :func:`mpi_section` sta
 * Allreduce latency of one double over all ranks;
 * heat2d's halo exchange time per step, in each of its ways (``--exchange``): blocking
   Sendrecv first, messages overlapped with the inside's update, and (ranks on one node)
-  the shared-memory grid, against the yardstick of a ping-pong of the same messages: the
+  through shared memory, against the yardstick of a ping-pong of the same messages: the
   sum of the one-way times of the messages a rank sends per step (a bidirectional
   exchange of them all at once can only be faster). The samples of all of them
   alternate, so all see the same machine load.
