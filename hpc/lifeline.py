@@ -97,6 +97,17 @@ def watch_launcher(interval: float = WATCH_INTERVAL_S) -> None:
             if not launcher_alive():
                 print(f"hpc: the launching hpc process ({os.environ[LAUNCHER_ENV]}) is gone; "
                       "this rank stops without recording", file=sys.stderr, flush=True)
-                os._exit(LauncherLost.exit_code)
+                _stop_rank()
 
     threading.Thread(target=watch, name="hpc-launcher-watch", daemon=True).start()
+
+
+def _stop_rank() -> None:
+    """End this rank at once. Before MPI is up, by SIGKILL: a rank that merely exits then
+    leaves the others waiting in MPI_Init for ever, one killed by a signal ends the job
+    (hpc.mpi_start; seen as a 60 s hang of a test, once in a dozen clean-clone runs)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    initialized = getattr(mpi, "Is_initialized", None)  # None while mpi4py is importing
+    if initialized is None or not initialized():
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(LauncherLost.exit_code)
