@@ -32,21 +32,21 @@ class PhaseTimer:
         return self._phases[name]  # KeyError names a phase the workload forgot to declare
 
     def add(self, name: str, seconds: float) -> None:
-        self.seconds[self.phases.index(name)] += seconds
+        self.seconds[self._phases[name].index] += seconds
 
 
 class _Phase:
     """``with timer.phase(name)``: adds the wall time of the block to the phase (phases
     of one timer do not nest into themselves)."""
 
-    __slots__ = ("_seconds", "_index", "_clock", "_start")
+    __slots__ = ("_seconds", "index", "_clock", "_start")
 
     def __init__(self, timer: PhaseTimer, index: int):
-        self._seconds, self._index, self._clock = timer.seconds, index, timer._clock
+        self._seconds, self.index, self._clock = timer.seconds, index, timer._clock
         self._start = 0.0
 
     def __enter__(self) -> None:
         self._start = self._clock()
 
     def __exit__(self, *exc: object) -> None:
-        self._seconds[self._index] += self._clock() - self._start
+        self._seconds[self.index] += self._clock() - self._start

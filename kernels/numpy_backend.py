@@ -104,11 +104,8 @@ def heat2d_step_box(u: FloatArray, out: FloatArray, i0: int, i1: int, j0: int, j
     if not (i0 >= 1 and i1 <= nx + 1 and j0 >= 1 and j1 <= ny + 1):
         raise ValueError(f"box rows {i0}..{i1} and columns {j0}..{j1} leave the interior "
                          f"1..{nx} x 1..{ny}")
-    box = out[i0:i1, j0:j1]  # a view: the update is written straight into out
-    np.add(u[i0 - 1:i1 - 1, j0:j1], u[i0 + 1:i1 + 1, j0:j1], out=box)
-    box += u[i0:i1, j0 - 1:j1 - 1]
-    box += u[i0:i1, j0 + 1:j1 + 1]
-    box *= 0.25
+    _jacobi(u[i0 - 1:i1 - 1, j0:j1], u[i0 + 1:i1 + 1, j0:j1], u[i0:i1, j0 - 1:j1 - 1],
+            u[i0:i1, j0 + 1:j1 + 1], out[i0:i1, j0:j1])
 
 
 def heat2d_step_row(up: FloatArray, mid: FloatArray, down: FloatArray, out: FloatArray) -> None:
@@ -121,11 +118,17 @@ def heat2d_step_row(up: FloatArray, mid: FloatArray, down: FloatArray, out: Floa
         raise ValueError("up, mid, down and out must be rows of one length, at least 2")
     if any(np.shares_memory(out, row) for row in (up, mid, down)):
         raise ValueError("out must not be one of the rows it is computed from")
-    box = out[1:-1]
-    np.add(up[1:-1], down[1:-1], out=box)
-    box += mid[:-2]
-    box += mid[2:]
-    box *= 0.25
+    _jacobi(up[1:-1], down[1:-1], mid[:-2], mid[2:], out[1:-1])
+
+
+def _jacobi(north: FloatArray, south: FloatArray, west: FloatArray, east: FloatArray,
+            out: FloatArray) -> None:
+    """``out`` (a view, written in place) = 0.25 * (((north + south) + west) + east): the
+    one summation order of every heat2d update, the Cython backend's too."""
+    np.add(north, south, out=out)
+    out += west
+    out += east
+    out *= 0.25
 
 
 def heat2d_step_residual(u: FloatArray, out: FloatArray) -> float:
